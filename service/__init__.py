@@ -1,0 +1,1 @@
+"""voicetrace service: FastAPI app, WebSocket voice bridge, sessions, model adapter, emulator."""

@@ -1,0 +1,70 @@
+"""All service configuration, read once from the environment (and `.env`).
+
+Telemetry export is configured by the standard `OTEL_*` variables (and `LANGFUSE_*` for direct
+export), which the OTel SDK and `telemetry.setup` read themselves; they are not repeated here.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VOICETRACE_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # HTTP server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    # Auth: HS256 JWT bearer tokens. The default secret is for local development only.
+    jwt_secret: SecretStr = SecretStr("voicetrace-dev-secret-change-me")
+    jwt_ttl_s: int = 3600
+
+    # Storage: SQLite file by default; `DATABASE_URL` (no prefix) switches to PostgreSQL.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    sqlite_path: Path = Path("voicetrace.db")
+
+    # Gemini Live
+    gemini_api_key: SecretStr | None = Field(default=None, validation_alias="GEMINI_API_KEY")
+    model: str = "gemini-3.8-live"
+    voice: str = "Puck"
+    system_prompt: str = (
+        "You are a concise, friendly voice assistant. You can look up nearby places and give "
+        "directions with your tools."
+    )
+    silence_duration_ms: int = 300
+    model_connect_timeout_s: float = 10.0
+
+    # Tools
+    tool_timeout_s: float = 5.0
+
+    # WebSocket limits: abuse closes the socket (1008/1009), bad frames get an `error` frame.
+    max_frame_bytes: int = 64_000
+    max_frames_per_s: int = 200
+    max_bad_frames: int = 20
+
+    # Telemetry (export targets come from OTEL_* / LANGFUSE_* env vars)
+    agent_name: str = "voicetrace"
+    environment: str = "development"
+    prices_file: Path | None = None
+    usage_wait_s: float = 2.0
+    flush_timeout_s: float = 5.0
+    shutdown_grace_s: float = 5.0
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the usual `postgresql://` spelling and pick the async driver for it.
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    return "postgresql+asyncpg://" + url[len(prefix) :]
+            return url
+        return f"sqlite+aiosqlite:///{self.sqlite_path}"

@@ -1,0 +1,184 @@
+"""SDK-independent events of a live model session.
+
+The model adapter (`service.voice.model`) is the only module that sees `google-genai`; it turns
+every server message into one or more of these plain, frozen dataclasses. The voice bridge and
+the telemetry layer only ever see these, so a different provider (or a recorded session) can be
+replayed through the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Modality = Literal["TEXT", "AUDIO", "IMAGE", "VIDEO", "DOCUMENT"]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOut:
+    """A chunk of model speech: PCM16 little-endian mono at `sample_rate` Hz."""
+
+    data: bytes
+    sample_rate: int = 24_000
+
+
+@dataclass(frozen=True, slots=True)
+class TextOut:
+    """Model text output (text response modality, or thoughts when `thought` is true)."""
+
+    text: str
+    thought: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InputTranscript:
+    """What the server heard the user say (incremental; `finished` marks the last piece)."""
+
+    text: str
+    finished: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTranscript:
+    """Transcription of the model's own speech (incremental)."""
+
+    text: str
+    finished: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    id: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks for one or more function calls."""
+
+    calls: tuple[FunctionCall, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallCancellation:
+    """The model cancelled pending calls (barge-in): their results must not be sent."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """The user barged in; the model stopped generating. A `TurnComplete` follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationComplete:
+    """The model finished generating this turn (not sent when interrupted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnComplete:
+    """The server closed the turn."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModalityCount:
+    modality: Modality
+    token_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One `usageMetadata` snapshot, as Gemini Live reports it.
+
+    Gemini may send several per turn; the last one of a turn is the billable one (never sum
+    snapshots within a turn). `prompt_token_count` is the whole context, re-billed each turn.
+    """
+
+    prompt_token_count: int = 0
+    cached_content_token_count: int = 0
+    response_token_count: int = 0
+    tool_use_prompt_token_count: int = 0
+    thoughts_token_count: int = 0
+    total_token_count: int = 0
+    prompt_tokens_details: tuple[ModalityCount, ...] = ()
+    cache_tokens_details: tuple[ModalityCount, ...] = ()
+    response_tokens_details: tuple[ModalityCount, ...] = ()
+    tool_use_prompt_tokens_details: tuple[ModalityCount, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway:
+    """The server will close the connection in `time_left_s` seconds."""
+
+    time_left_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResumptionHandle:
+    handle: str
+    resumable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """The adapter reconnected (after go-away or a dropped connection) with a resumption handle.
+
+    `downtime_s` is the time between losing the old connection and the new setup completing.
+    """
+
+    reason: Literal["go_away", "connection_lost"]
+    downtime_s: float
+    resumed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModelError:
+    """The live session failed and could not be recovered.
+
+    `code` is the WebSocket close code (1007 invalid argument, 1008 policy/auth, 1011 internal…)
+    or an HTTP status for REST-like failures; `reason` is the server's text.
+    """
+
+    code: int | None
+    reason: str
+    retryable: bool = False
+
+
+ModelEvent = (
+    AudioOut
+    | TextOut
+    | InputTranscript
+    | OutputTranscript
+    | ToolCall
+    | ToolCallCancellation
+    | Interrupted
+    | GenerationComplete
+    | TurnComplete
+    | Usage
+    | GoAway
+    | ResumptionHandle
+    | Reconnected
+    | ModelError
+)
+
+
+# -- what the service sends back to the model -------------------------------------------------
+
+Scheduling = Literal["WHEN_IDLE", "INTERRUPT", "SILENT"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The outcome of one function call, sent back to the model.
+
+    `response` is the JSON object the model sees; errors are sent as `{"error": "..."}` so the
+    model can recover (a tool never raises into the session). `scheduling` only matters for
+    NON_BLOCKING functions.
+    """
+
+    id: str
+    name: str
+    response: dict[str, Any]
+    scheduling: Scheduling | None = None
