@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     environment: str = "development"
     prices_file: Path | None = None
     usage_wait_s: float = 2.0
+    budget_warn_ratio: float = 0.8
     flush_timeout_s: float = 5.0
     shutdown_grace_s: float = 5.0
 
