@@ -54,6 +54,7 @@ def create_app(
         hub = VoiceHub()
         app.state.settings = settings
         app.state.store = store
+        app.state.session_listener = hub  # REST pause/resume/end reach the live bridge
         app.state.bridge_deps = BridgeDeps(
             settings=settings,
             store=store,

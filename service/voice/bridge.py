@@ -82,6 +82,18 @@ class VoiceHub:
     def find(self, session_id: str) -> VoiceBridge | None:
         return next((b for b in self._bridges if b.session_id == session_id), None)
 
+    def session_changed(self, session: Any) -> None:
+        """REST changed a session (`service.api.deps.SessionListener`): apply it to its bridge."""
+        bridge = self.find(session.id)
+        if bridge is None:
+            return
+        if session.state == SessionState.ENDED:
+            bridge.stop(session.end_reason or "ended_by_user")
+        elif session.state == SessionState.PAUSED:
+            bridge.set_paused(True, session.state_reason or "paused_by_user")
+        elif session.state == SessionState.LIVE:
+            bridge.set_paused(False, session.state_reason or "resumed_by_user")
+
     async def drain(self, reason: str, timeout_s: float) -> None:
         """Ask every bridge to end with `reason` and wait (bounded) until they have."""
         bridges = list(self._bridges)
@@ -135,6 +147,7 @@ class VoiceBridge:
         self._bad_frames = 0
         self._limiter = _RateLimiter(self._settings.max_frames_per_s)
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._model: GeminiLive | None = None
         self._trace: SessionTrace | None = None
         self._budget = BudgetTracker.from_session(session, warn_at=self._settings.budget_warn_ratio)
@@ -142,9 +155,19 @@ class VoiceBridge:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def stop(self, reason: str) -> None:
-        """End this session from outside (server shutdown, REST end, budget)."""
+        """End this session from outside (server shutdown, REST end)."""
         self._stop_reason = reason
         self._stop.set()
+
+    def set_paused(self, paused: bool, reason: str) -> None:
+        """Pause or resume from outside (REST); the client hears of it right away."""
+        if paused == self._paused:
+            return
+        self._paused = paused
+        message = ("session_paused", {"reason": reason}) if paused else ("session_resumed", {})
+        task = asyncio.get_running_loop().create_task(self._send(message[0], **message[1]))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def run(self) -> None:
         settings, deps = self._settings, self.deps
@@ -393,7 +416,7 @@ class VoiceBridge:
     # -- tools ------------------------------------------------------------------------------------
 
     def _start_tool(self, call: ev.FunctionCall) -> None:
-        spec = next((s for s in self.deps.tools.specs() if s.name == call.name), None)
+        spec = self.deps.tools.spec(call.name)
         self._trace.tool_call(call.id, call.name, call.args,
                               non_blocking=bool(spec and spec.non_blocking))
         task = asyncio.create_task(self._run_tool(call), name=f"tool:{call.name}:{call.id}")

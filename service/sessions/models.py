@@ -1,0 +1,99 @@
+"""The `live_sessions` table (SQLAlchemy Core), portable between SQLite and PostgreSQL.
+
+Budgets are one column each rather than a JSON blob, so a PATCH of one limit is a single atomic
+`UPDATE … SET session_usd = …` and can never lose a concurrent change to another limit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset on its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact USD amounts as integer micro-dollars: SQLite has no exact decimal type."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        return int(Decimal(value).scaleb(6).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value).scaleb(-6)
+
+
+metadata = MetaData()
+
+# `pk` orders rows by insertion (ties on created_at are possible); `id` is the public UUID.
+# BigInteger as SQLite's INTEGER PRIMARY KEY needs the plain INTEGER spelling to autoincrement.
+live_sessions = Table(
+    "live_sessions",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("user_id", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("state_reason", String(64)),
+    Column("mode", String(32), nullable=False),
+    Column("recording_consent", Boolean, nullable=False, default=False),
+    Column("secrets_blurred", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("end_reason", String(64)),
+    Column("transcript_partial", Text),
+    Column("transcript_final", Text),
+    Column("daily_usd", Money),
+    Column("daily_audio_minutes", Float),
+    Column("daily_video_tokens", BigInteger),
+    Column("daily_screen_tokens", BigInteger),
+    Column("session_usd", Money),
+    Column("session_audio_minutes", Float),
+    Column("session_video_tokens", BigInteger),
+    Column("session_screen_tokens", BigInteger),
+    Column("audio_minutes_used", Float, nullable=False, default=0.0),
+    Column("summary", JSON),
+    Index("ix_live_sessions_user_created", "user_id", "created_at"),
+    Index("ix_live_sessions_state", "state"),
+)

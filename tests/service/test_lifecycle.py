@@ -1,0 +1,242 @@
+"""Sessions end cleanly on every path: client disconnects at each phase, model errors,
+server shutdown (in process and by SIGTERM to a real `voicetrace serve`), and crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import SpanProcessor
+
+from service.client import VoiceClient
+from service.emulator import Emulator, Scenario, ScriptedTurn
+from service.voice.audio import silence, speech_like
+from service.voice.tools import ToolRegistry
+from tests.conftest import JWT_SECRET
+from tests.otlp_receiver import OtlpReceiver
+
+pytestmark = pytest.mark.asyncio
+
+
+class OpenSpans(SpanProcessor):
+    """Tracks spans started but not yet ended — the thing that must be empty after a session."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, str] = {}
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.open[span.context.span_id] = span.name
+
+    def on_end(self, span: Any) -> None:
+        self.open.pop(span.context.span_id, None)
+
+
+async def wait_state(svc: Any, session_id: str, user: str, state: str, timeout: float = 5) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await svc.get_session(session_id, user)
+        if current["state"] == state or time.monotonic() > deadline:
+            return current
+        await asyncio.sleep(0.05)
+
+
+def root_of(svc: Any, session_id: str) -> Any:
+    roots = [
+        s for s in svc.finished_spans()
+        if s.name == "voice_session" and s.attributes.get("session.id") == session_id
+    ]
+    assert len(roots) == 1, f"expected one ended root span, got {len(roots)}"
+    return roots[0]
+
+
+def slow_tools() -> ToolRegistry:
+    registry = ToolRegistry(timeout_s=10)
+
+    @registry.register
+    async def search_nearby(query: str, radius_m: int = 1000) -> dict:
+        """Search places nearby (slow on purpose)."""
+        await asyncio.sleep(5)
+        return {"places": []}
+
+    return registry
+
+
+@pytest.mark.parametrize("phase", ["mid_audio", "mid_tool_call", "mid_model_response"])
+async def test_disconnect_at_any_phase_leaves_no_span_open_and_the_session_ended(
+    start_service, phase
+):
+    open_spans = OpenSpans()
+    scenario = Scenario(user_says=["Tell me a long story about the harbour."], realtime=True)
+    svc = await start_service(
+        scenario=scenario if phase == "mid_model_response" else None,
+        extra_processors=(open_spans,),
+        tools=slow_tools() if phase == "mid_tool_call" else None,
+    )
+    session = await svc.create_session("alice")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("alice")) as client:
+        await client.wait_for("session_started")
+        if phase == "mid_audio":
+            await client.say(speech_like(0.5))  # no trailing silence: the user is mid-sentence
+            await asyncio.sleep(0.1)
+        elif phase == "mid_tool_call":
+            await client.send("text", text="Find a coffee place nearby")
+            await client.wait_for("tool_call")
+        else:
+            await client.say(speech_like(0.6) + silence(0.6))
+            await client.wait_for("transcript", where=lambda m: m["role"] == "model")
+        client.ws.transport.abort()  # vanish without a close frame, like a dropped network
+    ended = await wait_state(svc, session["id"], "alice", "ENDED")
+    assert ended["state"] == "ENDED"
+    root = root_of(svc, session["id"])
+    assert root.attributes["voice.session.end_reason"] == "client_disconnect"
+    assert [n for n in open_spans.open.values()] == []
+    if phase != "mid_audio":
+        turns = [s for s in svc.finished_spans() if s.name.startswith("invoke_agent")
+                 and s.attributes.get("session.id") == session["id"]]
+        assert [t.attributes["voice.turn.end_reason"] for t in turns] == ["client_disconnect"]
+
+
+async def test_model_error_ends_the_session_with_an_error_frame(start_service):
+    svc = await start_service(scenario=Scenario(turns={1: ScriptedTurn(close_code=1011)}))
+    session = await svc.create_session("bob")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("bob")) as client:
+        await client.wait_for("session_started")
+        await client.send("text", text="Hello?")
+        error = await client.wait_for("error")
+        ended = await client.wait_for("session_ended")
+        assert await client.wait_closed() == 1011
+    assert error["code"] == "model_error" and "1011" in error["message"]
+    assert ended["reason"] == "model_error"
+    root = root_of(svc, session["id"])
+    assert root.attributes["voice.session.end_reason"] == "model_error"
+    assert not root.status.is_ok
+
+
+async def test_in_process_shutdown_tells_live_sessions_and_ends_their_spans(start_service):
+    svc = await start_service()
+    session = await svc.create_session("carol")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("carol")) as client:
+        await client.wait_for("session_started")
+        await client.send("text", text="Hi")
+        await client.wait_for("turn_complete")
+        svc.server.should_exit = True
+        ended = await client.wait_for("session_ended")
+        assert await client.wait_closed() == 1001
+    assert ended["reason"] == "server_shutdown" and ended["summary"]["turns"] == 1
+    assert root_of(svc, session["id"]).attributes["voice.session.end_reason"] == "server_shutdown"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(tmp_path: Path, emulator: Emulator, port: int, otlp: str | None) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        **emulator.env(),
+        "VOICETRACE_JWT_SECRET": JWT_SECRET,
+        "VOICETRACE_SQLITE_PATH": str(tmp_path / "serve.db"),
+        "VOICETRACE_LOG_LEVEL": "warning",
+        "OTEL_TRACES_EXPORTER": "otlp" if otlp else "none",
+    }
+    if otlp:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                if (await http.get(f"{base}/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError("voicetrace serve did not become healthy")
+
+
+async def _create(base: str, token: str) -> str:
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{base}/live-sessions", json={"mode": "test"},
+                            headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+
+async def test_sigterm_drains_live_sessions_and_flushes_spans(tmp_path):
+    from service.api.auth import mint_token
+
+    token = mint_token("dave", JWT_SECRET)
+    async with Emulator() as emulator, OtlpReceiver() as receiver:
+        port = _free_port()
+        proc = _serve(tmp_path, emulator, port, otlp=receiver.url)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            await _wait_healthy(base, proc)
+            session_id = await _create(base, token)
+            url = f"ws://127.0.0.1:{port}/v1/voice/{session_id}"
+            async with VoiceClient.connect(url, token) as client:
+                await client.wait_for("session_started")
+                await client.send("text", text="Hi")
+                await client.wait_for("turn_complete")
+                proc.send_signal(signal.SIGTERM)
+                ended = await client.wait_for("session_ended")
+                assert await client.wait_closed() == 1001
+            assert ended["reason"] == "server_shutdown"
+            await asyncio.to_thread(proc.wait, 15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        roots = [s for s in receiver.spans() if s["name"] == "voice_session"]
+        assert len(roots) == 1
+        assert roots[0]["attributes"]["voice.session.end_reason"] == "server_shutdown"
+        assert roots[0]["attributes"]["session.id"] == session_id
+
+
+async def test_sessions_left_live_by_a_crash_are_ended_on_the_next_start(tmp_path):
+    from service.api.auth import mint_token
+
+    token = mint_token("erin", JWT_SECRET)
+    async with Emulator() as emulator:
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = _serve(tmp_path, emulator, port, otlp=None)
+        try:
+            await _wait_healthy(base, proc)
+            session_id = await _create(base, token)
+            async with VoiceClient.connect(f"ws://127.0.0.1:{port}/v1/voice/{session_id}",
+                                           token) as client:
+                await client.wait_for("session_started")
+                proc.kill()  # SIGKILL: no shutdown code runs, the row stays LIVE
+                await asyncio.to_thread(proc.wait, 10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        proc = _serve(tmp_path, emulator, port, otlp=None)
+        try:
+            await _wait_healthy(base, proc)
+            async with httpx.AsyncClient() as http:
+                r = await http.get(f"{base}/live-sessions/{session_id}",
+                                   headers={"Authorization": f"Bearer {token}"})
+            assert r.json()["state"] == "ENDED"
+            assert r.json()["end_reason"] == "recovered_after_restart"
+        finally:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 15)
