@@ -14,12 +14,16 @@ def _serve(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.server import VoiceServer, uvicorn_config
 
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port,
-                                   "log_level": args.log_level}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"host": args.host, "port": args.port, "log_level": args.log_level}.items()
+        if v is not None
+    }
     settings = Settings(**overrides)
     app = create_app(settings)
-    config = uvicorn_config(app, settings.host, settings.port, settings.log_level,
-                            settings.max_frame_bytes)
+    config = uvicorn_config(
+        app, settings.host, settings.port, settings.log_level, settings.max_frame_bytes
+    )
     VoiceServer(config, app, grace_s=settings.shutdown_grace_s).run()
     return 0
 

@@ -80,9 +80,16 @@ class VoiceClient:
 
     # -- receiving --------------------------------------------------------------------------------
 
-    async def wait_for(self, type_: str, *, count: int = 1, timeout: float = 10.0,
-                       where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    async def wait_for(
+        self,
+        type_: str,
+        *,
+        count: int = 1,
+        timeout: float = 10.0,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
         """Wait until `count` messages of `type_` (matching `where`) arrived; return the last."""
+
         def matching() -> list[dict[str, Any]]:
             return [m for m in self.messages if m["type"] == type_ and (where is None or where(m))]
 
@@ -100,7 +107,7 @@ class VoiceClient:
 
     @property
     def closed(self) -> bool:
-        return self._reader is not None and self._reader.done() or self.close_code is not None
+        return (self._reader is not None and self._reader.done()) or self.close_code is not None
 
     def of_type(self, type_: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == type_]

@@ -26,10 +26,10 @@ from service.client import VoiceClient
 from service.emulator import Emulator, Scenario
 from service.server import serve_in_background
 from service.settings import Settings
+from service.trace_tree import format_trace
 from service.voice.audio import silence, speech_like
 from telemetry import PriceTable
 from telemetry.setup import configure_telemetry
-from service.trace_tree import format_trace
 
 # What the spoken turns "say": the emulator cannot recognise speech, so its transcripts are scripted.
 SPOKEN = [
@@ -91,7 +91,7 @@ def _post_json(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (our own loopback)
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -116,20 +116,27 @@ async def run_demo(verbose: bool = True) -> int:
                 service_name="voicetrace-demo",
                 pricing=PriceTable.load(settings.prices_file),
                 extra_processors=[SimpleSpanProcessor(memory)],
+                env=_demo_env(),
             )
             app = create_app(settings, telemetry=telemetry)
             async with serve_in_background(app) as server:
                 token = mint_token("demo-user", settings.jwt_secret.get_secret_value())
                 created = await asyncio.to_thread(
-                    _post_json, f"{server.base_url}/live-sessions", token,
+                    _post_json,
+                    f"{server.base_url}/live-sessions",
+                    token,
                     {"mode": "demo", "recording_consent": True},
                 )
                 session_id = created["id"]
                 if verbose:
-                    print(f"voicetrace demo — emulator {emulator.base_url}, service {server.base_url}")
+                    print(
+                        f"voicetrace demo — emulator {emulator.base_url}, service {server.base_url}"
+                    )
                     print(f"session {session_id} (user demo-user)\n")
                 ws_url = server.base_url.replace("http", "ws", 1) + f"/v1/voice/{session_id}"
-                async with VoiceClient.connect(ws_url, token, on_message=_Printer(verbose)) as client:
+                async with VoiceClient.connect(
+                    ws_url, token, on_message=_Printer(verbose)
+                ) as client:
                     await client.wait_for("session_started")
                     await _conversation(client, verbose)
                     await client.send("end")
@@ -175,14 +182,27 @@ async def _conversation(client: VoiceClient, verbose: bool) -> None:
     await client.wait_for("turn_complete", count=6, timeout=15)
 
 
+def _demo_env() -> dict[str, str]:
+    """The demo exports over OTLP only when told where; otherwise it keeps spans in memory."""
+    env = dict(os.environ)
+    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    if not endpoint and "OTEL_TRACES_EXPORTER" not in env:
+        env["OTEL_TRACES_EXPORTER"] = "none"
+    env.setdefault("OTEL_METRICS_EXPORTER", "none")
+    return env
+
+
 def _export_targets() -> str:
     targets = ["in-memory (this tree)"]
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     ):
-        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ[
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
-        ]
+        endpoint = (
+            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        )
         targets.append(f"OTLP {endpoint}")
     if os.environ.get("LANGFUSE_HOST") and os.environ.get("LANGFUSE_PUBLIC_KEY"):
         targets.append(f"Langfuse {os.environ['LANGFUSE_HOST']}")

@@ -39,7 +39,9 @@ class VoiceServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def uvicorn_config(app: FastAPI, host: str, port: int, log_level: str, max_frame_bytes: int) -> uvicorn.Config:
+def uvicorn_config(
+    app: FastAPI, host: str, port: int, log_level: str, max_frame_bytes: int
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
@@ -54,8 +56,13 @@ def uvicorn_config(app: FastAPI, host: str, port: int, log_level: str, max_frame
 
 @contextlib.asynccontextmanager
 async def serve_in_background(
-    app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning",
-    max_frame_bytes: int = 64_000, grace_s: float = 5.0,
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log_level: str = "warning",
+    max_frame_bytes: int = 64_000,
+    grace_s: float = 5.0,
 ) -> AsyncIterator[VoiceServer]:
     """Run the app on a real socket in this event loop (demo, tests); yields once it serves.
 

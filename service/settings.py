@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     # Auth: HS256 JWT bearer tokens. The default secret is for local development only.
-    jwt_secret: SecretStr = SecretStr("voicetrace-dev-secret-change-me")
+    jwt_secret: SecretStr = SecretStr("voicetrace-development-secret-change-me-in-production")
     jwt_ttl_s: int = 3600
 
     # Storage: SQLite file by default; `DATABASE_URL` (no prefix) switches to PostgreSQL.

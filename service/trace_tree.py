@@ -42,7 +42,12 @@ def format_trace(spans: Sequence[ReadableSpan]) -> str:
         lines.append(("" if root else prefix + ("└── " if last else "├── ")) + _line(span))
         kids = sorted(children.get(span.context.span_id, []), key=lambda s: s.start_time)
         for i, kid in enumerate(kids):
-            walk(kid, "" if root else prefix + ("    " if last else "│   "), i == len(kids) - 1, False)
+            walk(
+                kid,
+                "" if root else prefix + ("    " if last else "│   "),
+                i == len(kids) - 1,
+                False,
+            )
 
     for root in sorted(children.get(None, []), key=lambda s: s.start_time):
         walk(root, "", True, True)

@@ -77,7 +77,9 @@ class Redactor:
         if max_chars < 16:
             raise ValueError("max_content_chars must be at least 16")
         self.max_chars = max_chars
-        words = sorted({s for s in secrets_blurred if s and len(s.strip()) >= 2}, key=len, reverse=True)
+        words = sorted(
+            {s for s in secrets_blurred if s and len(s.strip()) >= 2}, key=len, reverse=True
+        )
         self._blur = (
             re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE) if words else None
         )

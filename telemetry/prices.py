@@ -87,7 +87,11 @@ class PriceTable:
     """Prices per model; `cost()` turns a usage breakdown into Decimal USD."""
 
     def __init__(
-        self, models: Mapping[str, ModelPrice], *, as_of: str | None = None, source: str | None = None
+        self,
+        models: Mapping[str, ModelPrice],
+        *,
+        as_of: str | None = None,
+        source: str | None = None,
     ) -> None:
         self._models = dict(models)
         self.as_of, self.source = as_of, source
@@ -142,16 +146,18 @@ class PriceTable:
         per = _PER_TOKEN
         cached = sum(
             (
-                Decimal(n) * (price.cached_input if price.cached_input is not None
-                              else price.input_price(m))
+                Decimal(n)
+                * (price.cached_input if price.cached_input is not None else price.input_price(m))
                 for m, n in usage.input_cached.items()
             ),
             Decimal(0),
         )
         details = {
             "input_text_tokens": Decimal(usage.input_uncached["text"]) * price.input_price("text"),
-            "input_audio_tokens": Decimal(usage.input_uncached["audio"]) * price.input_price("audio"),
-            "input_image_tokens": Decimal(usage.input_uncached["image"]) * price.input_price("image"),
+            "input_audio_tokens": Decimal(usage.input_uncached["audio"])
+            * price.input_price("audio"),
+            "input_image_tokens": Decimal(usage.input_uncached["image"])
+            * price.input_price("image"),
             "input_cached_tokens": cached,
             "input_tool_use_tokens": sum(
                 (Decimal(n) * price.input_price(m) for m, n in usage.input_tool_use.items()),

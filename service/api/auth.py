@@ -34,6 +34,8 @@ def mint_token(user_id: str, secret: str, ttl_s: int = 3600, now: datetime | Non
         raise ValueError("secret must not be empty")
     if ttl_s <= 0:
         raise ValueError("ttl_s must be positive")
+    if now is not None and now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
     issued = now or datetime.now(UTC)
     claims = {"sub": user_id, "iat": issued, "exp": issued + timedelta(seconds=ttl_s)}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -71,8 +71,12 @@ def build_router() -> APIRouter:
     async def list_sessions(
         user: CurrentUser,
         store: Store,
-        state: Annotated[SessionState | None, Query(description="Only sessions in this state.")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT, description="At most this many.")] = 50,
+        state: Annotated[
+            SessionState | None, Query(description="Only sessions in this state.")
+        ] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIST_LIMIT, description="At most this many.")
+        ] = 50,
     ) -> LiveSessionList:
         return LiveSessionList(sessions=await store.list(user, state=state, limit=limit))
 

@@ -27,7 +27,11 @@ def _token_and_subprotocol(ws: WebSocket) -> tuple[str | None, str | None]:
         if p.strip()
     ]
     token = next(
-        (p[len(BEARER_SUBPROTOCOL_PREFIX) :] for p in offered if p.startswith(BEARER_SUBPROTOCOL_PREFIX)),
+        (
+            p[len(BEARER_SUBPROTOCOL_PREFIX) :]
+            for p in offered
+            if p.startswith(BEARER_SUBPROTOCOL_PREFIX)
+        ),
         None,
     )
     # Never echo the bearer subprotocol back: the response must name one the client offered, and

@@ -21,7 +21,14 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from service.emulator import assistant
-from service.emulator.protocol import CloseError, b64decode_any, duration_json, has, pick
+from service.emulator.protocol import (
+    CloseError,
+    b64decode_any,
+    b64encode,
+    duration_json,
+    has,
+    pick,
+)
 from service.emulator.scenario import Scenario, ScriptedTurn
 from service.emulator.setup import LiveSetup, parse_setup
 from service.emulator.synth import OUTPUT_RATE, SpeechSynth
@@ -396,7 +403,9 @@ class LiveSession:
             self._begin(self._queued.pop(0))
 
     def _idle(self) -> bool:
-        return self.generation is None or self.generation.done()
+        task = self.generation
+        # The generation task itself calls `_kick` as its very last step.
+        return task is None or task.done() or task is asyncio.current_task()
 
     async def _interrupt(self) -> None:
         """Barge-in: stop the current generation and tell the client (no generationComplete)."""
@@ -493,7 +502,7 @@ class LiveSession:
                         {
                             "inlineData": {
                                 "mimeType": f"audio/pcm;rate={OUTPUT_RATE}",
-                                "data": _b64(self.synth.take(samples)),
+                                "data": b64encode(self.synth.take(samples)),
                             }
                         }
                     ]
@@ -520,9 +529,3 @@ class LiveSession:
             await self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
         if turn.script.go_away:
             self.go_away(self.scenario.go_away_time_left_s)
-
-
-def _b64(data: bytes) -> str:
-    from service.emulator.protocol import b64encode
-
-    return b64encode(data)

@@ -8,6 +8,7 @@ writer waits instead of failing with "database is locked").
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,7 +17,12 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import StaticPool
 
 from service.sessions.models import metadata
@@ -41,7 +47,13 @@ class Database:
         if schema is not None and (self.is_sqlite or not _SCHEMA_NAME.match(schema)):
             raise ValueError(f"invalid schema {schema!r}: PostgreSQL only, lowercase identifier")
         self.schema = schema
-        options: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps}
+        # hide_parameters: statement parameters (transcripts, blurred secrets) never reach a log
+        # line or an exception message, even with echo on or when a query fails.
+        options: dict[str, Any] = {
+            "echo": echo,
+            "hide_parameters": True,
+            "json_serializer": _json_dumps,
+        }
         if self.is_sqlite:
             database = parsed.database or ""
             if database in ("", ":memory:"):
@@ -56,6 +68,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            _silence_aiosqlite_statement_logs()
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
@@ -81,6 +94,19 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class _NoStatementLogs(logging.Filter):
+    """aiosqlite logs every call *with its parameters* at DEBUG; drop those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+def _silence_aiosqlite_statement_logs() -> None:
+    logger = logging.getLogger("aiosqlite")
+    if not any(isinstance(f, _NoStatementLogs) for f in logger.filters):
+        logger.addFilter(_NoStatementLogs())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -69,7 +69,9 @@ metadata = MetaData()
 live_sessions = Table(
     "live_sessions",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "pk", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("id", String(36), nullable=False, unique=True),
     Column("user_id", String(255), nullable=False),
     Column("state", String(16), nullable=False),

@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.sessions.db import Database
 from service.sessions.errors import InvalidTransition, NotFound
 from service.sessions.models import live_sessions as t
-from service.sessions.schemas import BUDGET_FIELDS, Budgets, LiveSession, SessionCreate, SessionUpdate
+from service.sessions.schemas import (
+    BUDGET_FIELDS,
+    Budgets,
+    LiveSession,
+    SessionCreate,
+    SessionUpdate,
+)
 from service.sessions.state import OPEN_STATES, SessionState, sources_of
 
 MAX_LIST_LIMIT = 100

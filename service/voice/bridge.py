@@ -100,8 +100,9 @@ class VoiceHub:
         for bridge in bridges:
             bridge.stop(reason)
         if bridges:
-            await asyncio.wait([asyncio.ensure_future(b.finished.wait()) for b in bridges],
-                               timeout=timeout_s)
+            await asyncio.wait(
+                [asyncio.ensure_future(b.finished.wait()) for b in bridges], timeout=timeout_s
+            )
 
 
 class _RateLimiter:
@@ -173,7 +174,12 @@ class VoiceBridge:
         settings, deps = self._settings, self.deps
         deps.hub.add(self)
         try:
-            await deps.store.transition(self.session_id, self.user_id, SessionState.LIVE)
+            await deps.store.transition(
+                self.session_id,
+                self.user_id,
+                SessionState.LIVE,
+                only_from={SessionState.CONNECTING},
+            )
             self._trace = deps.telemetry.start_session(
                 SessionInfo(
                     session_id=self.session_id,
@@ -212,7 +218,9 @@ class VoiceBridge:
             system_prompt=settings.system_prompt,
             tools=tuple(self.deps.tools.specs()),
             silence_duration_ms=settings.silence_duration_ms,
-            api_key=(settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None),
+            api_key=(
+                settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
+            ),
             connect_timeout_s=settings.model_connect_timeout_s,
         )
         self._model = GeminiLive(config)
@@ -224,7 +232,10 @@ class VoiceBridge:
             self._trace.connect_finished(error=reason)
             await self._send("error", code="model_unavailable", message=reason)
             self._end_reason, self._close_code, self._close_message = (
-                "model_error", CLOSE_INTERNAL, "model unavailable")
+                "model_error",
+                CLOSE_INTERNAL,
+                "model unavailable",
+            )
             return False
         self._trace.connect_finished()
         return True
@@ -240,14 +251,19 @@ class VoiceBridge:
                 task.cancel()
         if stop in done:
             self._end_reason = self._stop_reason
-            self._close_code = CLOSE_GOING_AWAY if self._stop_reason == "server_shutdown" else CLOSE_NORMAL
+            self._close_code = (
+                CLOSE_GOING_AWAY if self._stop_reason == "server_shutdown" else CLOSE_NORMAL
+            )
             return
         for task in done:
             with contextlib.suppress(asyncio.CancelledError):
                 exc = task.exception()
                 if isinstance(exc, _Closing):
                     self._end_reason, self._close_code, self._close_message = (
-                        exc.end_reason, exc.code, exc.message)
+                        exc.end_reason,
+                        exc.code,
+                        exc.message,
+                    )
                 elif exc is not None:
                     raise exc
 
@@ -288,16 +304,21 @@ class VoiceBridge:
             if message["type"] == "websocket.disconnect":
                 raise _Closing("client_disconnect", CLOSE_NORMAL, "")
             if not self._limiter.allow():
-                raise _Closing("rate_limited", CLOSE_POLICY,
-                               f"more than {settings.max_frames_per_s} frames per second")
+                raise _Closing(
+                    "rate_limited",
+                    CLOSE_POLICY,
+                    f"more than {settings.max_frames_per_s} frames per second",
+                )
             data, text = message.get("bytes"), message.get("text")
             try:
                 if data is not None:
                     await self._on_audio(data)
                 elif text is not None:
                     if len(text) > settings.max_frame_bytes:
-                        raise ProtocolError("frame_too_large",
-                                            f"text frame exceeds {settings.max_frame_bytes} bytes")
+                        raise ProtocolError(
+                            "frame_too_large",
+                            f"text frame exceeds {settings.max_frame_bytes} bytes",
+                        )
                     await self._on_client_message(parse_client_text(text))
             except ProtocolError as exc:
                 await self._reject(exc, size=len(data if data is not None else text or ""))
@@ -325,8 +346,11 @@ class VoiceBridge:
             case End():
                 raise _Closing("completed", CLOSE_NORMAL, "")
             case _ if self._paused:
-                await self._send("error", code="session_paused",
-                                 message="the session is paused; input is ignored")
+                await self._send(
+                    "error",
+                    code="session_paused",
+                    message="the session is paused; input is ignored",
+                )
             case TextInput(text=text):
                 self._trace.user_text(text)
                 await self._model.send_text(text)
@@ -386,8 +410,11 @@ class VoiceBridge:
                     trace.reconnected(reason, downtime, resumed)
                 case ev.ModelError(code=code, reason=reason):
                     trace.model_error(code, reason)
-                    await self._send("error", code="model_error",
-                                     message=f"model session failed ({code}): {reason}")
+                    await self._send(
+                        "error",
+                        code="model_error",
+                        message=f"model session failed ({code}): {reason}",
+                    )
                     raise _Closing("model_error", CLOSE_INTERNAL, "model session failed")
         if not self._stop.is_set():
             raise _Closing("model_error", CLOSE_INTERNAL, "model session closed")
@@ -407,8 +434,9 @@ class VoiceBridge:
         if check.exhausted and not self._paused:
             self._paused = True
             with contextlib.suppress(Exception):
-                await self.deps.store.transition(self.session_id, self.user_id, SessionState.PAUSED,
-                                                 reason="budget_exhausted")
+                await self.deps.store.transition(
+                    self.session_id, self.user_id, SessionState.PAUSED, reason="budget_exhausted"
+                )
             await self._send("session_paused", reason="budget_exhausted", budget=check.as_dict())
         elif check.warning:
             await self._send("budget_warning", budget=check.as_dict())
@@ -417,8 +445,9 @@ class VoiceBridge:
 
     def _start_tool(self, call: ev.FunctionCall) -> None:
         spec = self.deps.tools.spec(call.name)
-        self._trace.tool_call(call.id, call.name, call.args,
-                              non_blocking=bool(spec and spec.non_blocking))
+        self._trace.tool_call(
+            call.id, call.name, call.args, non_blocking=bool(spec and spec.non_blocking)
+        )
         task = asyncio.create_task(self._run_tool(call), name=f"tool:{call.name}:{call.id}")
         self._tool_tasks[call.id] = task
         task.add_done_callback(lambda _t, call_id=call.id: self._tool_tasks.pop(call_id, None))
@@ -427,8 +456,9 @@ class VoiceBridge:
         turn = self._trace.current_turn
         await self._send("tool_call", turn=turn, call_id=call.id, name=call.name, args=call.args)
         outcome = await self.deps.tools.run(call)
-        self._trace.tool_result(call.id, outcome.response, error=outcome.error,
-                                duration_s=outcome.duration_s)
+        self._trace.tool_result(
+            call.id, outcome.response, error=outcome.error, duration_s=outcome.duration_s
+        )
         await self._send(
             "tool_result",
             turn=turn,
@@ -443,8 +473,9 @@ class VoiceBridge:
     # -- sending ----------------------------------------------------------------------------------
 
     async def _send_transcript(self, role: str, text: str, final: bool) -> None:
-        await self._send("transcript", role=role, text=text, final=final,
-                         turn=self._trace.current_turn)
+        await self._send(
+            "transcript", role=role, text=text, final=final, turn=self._trace.current_turn
+        )
 
     async def _send(self, type_: str, **fields: Any) -> None:
         await self._deliver(server_message(type_, **fields))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -34,10 +35,12 @@ _MAX_RESULTS = 5
 _EARTH_RADIUS_M = 6_371_000.0
 _COMPASS = ("north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest")
 
+_FILLER = frozenset({"the", "a", "an", "to", "near", "nearby", "me", "some"})
+_SPELLINGS = {"harbour": "harbor", "centre": "center", "theatre": "theater"}
+
 # What people say → the categories in the data set.
 _SYNONYMS: dict[str, str] = {
     "coffee": "cafe",
-    "café": "cafe",
     "food": "restaurant",
     "eat": "restaurant",
     "dinner": "restaurant",
@@ -107,8 +110,12 @@ def _heading(a: Place, b: Place) -> str:
 
 
 def _words(text: str) -> list[str]:
-    words = re.findall(r"[\w']+", text.casefold())
-    return [w for w in words if w not in ("the", "a", "an", "to", "near", "nearby", "me", "some")]
+    """Lower-case words without accents, British spellings folded ("Café" ~ "cafe",
+    "harbour" ~ "harbor"), filler words dropped."""
+    plain = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    words = (_SPELLINGS.get(w, w) for w in re.findall(r"[\w']+", plain))
+    return [w for w in words if w not in _FILLER]
 
 
 def _singular(word: str) -> str:

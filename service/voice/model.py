@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 RETRYABLE_CLOSE_CODES = frozenset({1000, 1001, 1006, 1012, 1013})
 _INPUT_MIME = "audio/pcm;rate=16000"
 _BAD_MESSAGES_TOLERATED = 3
+_MAX_UNCONFIRMED = 8  # text turns kept for replay after a reconnect
 _BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -251,6 +252,9 @@ class GeminiLive:
         self._handle: str | None = None
         self._go_away = False
         self._fast_audio: Callable[[str], Awaitable[None]] | None = None
+        # Text turns written since the last resumption handle, with the session they went to:
+        # a socket can die with them unread, and the handle's state does not include them.
+        self._unconfirmed: list[tuple[AsyncSession, types.Content]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -283,6 +287,7 @@ class GeminiLive:
         if self._session is not None:
             raise RuntimeError("connect() was already called")
         self._install(*await self._open(handle=None))
+        self._ready.set()
 
     async def close(self) -> None:
         """End the conversation: closes the socket, ends `events()`, releases waiting senders.
@@ -340,14 +345,13 @@ class GeminiLive:
         self._fast_audio = (
             ws.send if ws is not None and callable(getattr(ws, "send", None)) else None
         )
-        self._ready.set()
 
     async def _drop_session(self) -> None:
         cm, self._session_cm = self._session_cm, None
         self._fast_audio = None
         if cm is not None:
             # A dead peer must not hold us up: websockets would wait for the close handshake.
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(cm.__aexit__(None, None, None), 2.0)
 
     def _live_config(self, handle: str | None) -> types.LiveConnectConfig:
@@ -400,6 +404,9 @@ class GeminiLive:
                                 self._go_away = True
                             elif isinstance(event, ev.ResumptionHandle) and event.resumable:
                                 self._handle = event.handle
+                                self._unconfirmed.clear()
+                            elif isinstance(event, ev.TurnComplete) and not self.config.resumption:
+                                self._unconfirmed.clear()
                             yield event
                 continue
             except (errors.APIError, websockets.ConnectionClosed, OSError) as exc:
@@ -441,30 +448,50 @@ class GeminiLive:
         await self._drop_session()
         last: LiveModelError | None = None
         attempt = failures
+        handle = self._handle if self.config.resumption else None
         while attempt < self.config.max_reconnects and not self._closed:
             await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
             attempt += 1
-            handle = self._handle if self.config.resumption else None
             try:
                 opened = await self._open(handle)
             except ModelConnectError as exc:
                 last = exc
                 log.info("Live reconnect %d failed: %s", attempt, exc.code)
-                if not exc.retryable:
+                if exc.retryable:
+                    continue
+                if handle is None:
                     break
+                # The handle was refused (expired, unknown): a fresh session loses the context
+                # but keeps the user talking. A bad key fails again and ends it.
+                handle = None
                 continue
             if self._closed:  # close() raced with the reconnect: do not leak the new socket
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     await asyncio.wait_for(opened[1].__aexit__(None, None, None), 2.0)
                 return None
             self._install(*opened)
             self._go_away = False
-            return ev.Reconnected(reason, time.monotonic() - started, resumed=handle is not None)  # type: ignore[arg-type]
+            await self._replay(lost)  # before waiting senders go: the user's order is kept
+            self._ready.set()
+            downtime = time.monotonic() - started
+            return ev.Reconnected(reason, downtime, resumed=handle is not None)  # type: ignore[arg-type]
         if self._closed:
             return None
         if last is None:
             return ev.ModelError(None, f"{reason}: gave up after {attempt} reconnects", True)
         return ev.ModelError(last.code, last.reason, last.retryable)
+
+    async def _replay(self, lost: AsyncSession) -> None:
+        """Re-send the text turns the dead session may never have read (best effort: a turn the
+        server consumed just before issuing the handle we resumed from could be answered twice)."""
+        session = self._session
+        assert session is not None
+        pending = [content for s, content in self._unconfirmed if s is lost]
+        self._unconfirmed = [(s, c) for s, c in self._unconfirmed if s is not lost]
+        for content in pending:
+            with contextlib.suppress(websockets.ConnectionClosed, errors.APIError):
+                await session.send_client_content(turns=content, turn_complete=True)
+                self._unconfirmed.append((session, content))
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -497,6 +524,8 @@ class GeminiLive:
 
     async def send_audio(self, pcm16_16k: bytes) -> None:
         """Stream user audio: PCM16 LE mono at 16 kHz (any chunk size)."""
+        if not isinstance(pcm16_16k, bytes | bytearray) or len(pcm16_16k) % 2:
+            raise ValueError("audio must be PCM16 bytes (an even number of bytes)")
         send = self._fast_audio
         if send is not None and self._ready.is_set():
             # Exactly what the SDK would send (URL-safe base64, snake_case mime_type).
@@ -517,7 +546,13 @@ class GeminiLive:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string")
         content = types.Content(role="user", parts=[types.Part(text=text)])
-        await self._send(lambda s: s.send_client_content(turns=content, turn_complete=True))
+
+        async def op(session: AsyncSession) -> None:
+            await session.send_client_content(turns=content, turn_complete=True)
+            del self._unconfirmed[: -_MAX_UNCONFIRMED + 1]
+            self._unconfirmed.append((session, content))
+
+        await self._send(op)
 
     async def send_audio_end(self) -> None:
         """The microphone stopped: the server flushes VAD and ends the user's speech."""

@@ -79,7 +79,9 @@ _client_message = TypeAdapter(ClientMessage)
 _CLIENT_TYPES = ("text", "audio_end", "activity_start", "activity_end", "playback", "end")
 
 
-def parse_client_text(raw: str) -> TextInput | AudioEnd | ActivityStart | ActivityEnd | Playback | End:
+def parse_client_text(
+    raw: str,
+) -> TextInput | AudioEnd | ActivityStart | ActivityEnd | Playback | End:
     """Parse one text frame, or raise `ProtocolError` with a stable code."""
     try:
         data = json.loads(raw)

@@ -82,7 +82,9 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()
 
-    async def request(self, method: str, url: str, user: str = "alice", **kw: Any) -> httpx.Response:
+    async def request(
+        self, method: str, url: str, user: str = "alice", **kw: Any
+    ) -> httpx.Response:
         return await self.http.request(method, url, headers=self.auth(user), **kw)
 
 

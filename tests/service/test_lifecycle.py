@@ -51,7 +51,8 @@ async def wait_state(svc: Any, session_id: str, user: str, state: str, timeout: 
 
 def root_of(svc: Any, session_id: str) -> Any:
     roots = [
-        s for s in svc.finished_spans()
+        s
+        for s in svc.finished_spans()
         if s.name == "voice_session" and s.attributes.get("session.id") == session_id
     ]
     assert len(roots) == 1, f"expected one ended root span, got {len(roots)}"
@@ -100,8 +101,11 @@ async def test_disconnect_at_any_phase_leaves_no_span_open_and_the_session_ended
     assert root.attributes["voice.session.end_reason"] == "client_disconnect"
     assert [n for n in open_spans.open.values()] == []
     if phase != "mid_audio":
-        turns = [s for s in svc.finished_spans() if s.name.startswith("invoke_agent")
-                 and s.attributes.get("session.id") == session["id"]]
+        turns = [
+            s
+            for s in svc.finished_spans()
+            if s.name.startswith("invoke_agent") and s.attributes.get("session.id") == session["id"]
+        ]
         assert [t.attributes["voice.turn.end_reason"] for t in turns] == ["client_disconnect"]
 
 
@@ -154,7 +158,9 @@ def _serve(tmp_path: Path, emulator: Emulator, port: int, otlp: str | None) -> s
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
     return subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -174,8 +180,11 @@ async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 20) 
 
 async def _create(base: str, token: str) -> str:
     async with httpx.AsyncClient() as http:
-        r = await http.post(f"{base}/live-sessions", json={"mode": "test"},
-                            headers={"Authorization": f"Bearer {token}"})
+        r = await http.post(
+            f"{base}/live-sessions",
+            json={"mode": "test"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
@@ -184,30 +193,31 @@ async def test_sigterm_drains_live_sessions_and_flushes_spans(tmp_path):
     from service.api.auth import mint_token
 
     token = mint_token("dave", JWT_SECRET)
-    async with Emulator() as emulator, OtlpReceiver() as receiver:
-        port = _free_port()
-        proc = _serve(tmp_path, emulator, port, otlp=receiver.url)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            await _wait_healthy(base, proc)
-            session_id = await _create(base, token)
-            url = f"ws://127.0.0.1:{port}/v1/voice/{session_id}"
-            async with VoiceClient.connect(url, token) as client:
-                await client.wait_for("session_started")
-                await client.send("text", text="Hi")
-                await client.wait_for("turn_complete")
-                proc.send_signal(signal.SIGTERM)
-                ended = await client.wait_for("session_ended")
-                assert await client.wait_closed() == 1001
-            assert ended["reason"] == "server_shutdown"
-            await asyncio.to_thread(proc.wait, 15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        roots = [s for s in receiver.spans() if s["name"] == "voice_session"]
-        assert len(roots) == 1
-        assert roots[0]["attributes"]["voice.session.end_reason"] == "server_shutdown"
-        assert roots[0]["attributes"]["session.id"] == session_id
+    async with Emulator() as emulator:
+        with OtlpReceiver() as receiver:
+            port = _free_port()
+            proc = _serve(tmp_path, emulator, port, otlp=receiver.base_url)
+            try:
+                base = f"http://127.0.0.1:{port}"
+                await _wait_healthy(base, proc)
+                session_id = await _create(base, token)
+                url = f"ws://127.0.0.1:{port}/v1/voice/{session_id}"
+                async with VoiceClient.connect(url, token) as client:
+                    await client.wait_for("session_started")
+                    await client.send("text", text="Hi")
+                    await client.wait_for("turn_complete")
+                    proc.send_signal(signal.SIGTERM)
+                    ended = await client.wait_for("session_ended")
+                    assert await client.wait_closed() == 1001
+                assert ended["reason"] == "server_shutdown"
+                await asyncio.to_thread(proc.wait, 15)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            roots = [s for s in receiver.wait_for_spans(1) if s.name == "voice_session"]
+            assert len(roots) == 1
+            assert roots[0].attributes["voice.session.end_reason"] == "server_shutdown"
+            assert roots[0].attributes["session.id"] == session_id
 
 
 async def test_sessions_left_live_by_a_crash_are_ended_on_the_next_start(tmp_path):
@@ -221,8 +231,9 @@ async def test_sessions_left_live_by_a_crash_are_ended_on_the_next_start(tmp_pat
         try:
             await _wait_healthy(base, proc)
             session_id = await _create(base, token)
-            async with VoiceClient.connect(f"ws://127.0.0.1:{port}/v1/voice/{session_id}",
-                                           token) as client:
+            async with VoiceClient.connect(
+                f"ws://127.0.0.1:{port}/v1/voice/{session_id}", token
+            ) as client:
                 await client.wait_for("session_started")
                 proc.kill()  # SIGKILL: no shutdown code runs, the row stays LIVE
                 await asyncio.to_thread(proc.wait, 10)
@@ -233,8 +244,10 @@ async def test_sessions_left_live_by_a_crash_are_ended_on_the_next_start(tmp_pat
         try:
             await _wait_healthy(base, proc)
             async with httpx.AsyncClient() as http:
-                r = await http.get(f"{base}/live-sessions/{session_id}",
-                                   headers={"Authorization": f"Bearer {token}"})
+                r = await http.get(
+                    f"{base}/live-sessions/{session_id}",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
             assert r.json()["state"] == "ENDED"
             assert r.json()["end_reason"] == "recovered_after_restart"
         finally:

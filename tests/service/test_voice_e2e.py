@@ -42,9 +42,7 @@ async def test_typed_turn_flows_end_to_end_and_becomes_one_trace(start_service):
         ended = await client.wait_for("session_ended")
     assert done["number"] == 1 and done["end_reason"] == "completed"
     assert done["total_ms"] > 0
-    model_text = "".join(
-        m["text"] for m in client.of_type("transcript") if m["role"] == "model"
-    )
+    model_text = "".join(m["text"] for m in client.of_type("transcript") if m["role"] == "model")
     assert "Hello there" in model_text  # the emulator's assistant answers from what it was told
     assert sum(a.bytes_received for a in client.audio.values()) > 0
     assert ended["reason"] == "completed" and ended["summary"]["turns"] == 1
@@ -73,11 +71,13 @@ async def test_typed_turn_flows_end_to_end_and_becomes_one_trace(start_service):
 
 
 async def test_spoken_turns_are_ended_by_server_vad_and_numbered(start_service):
-    svc = await start_service(scenario=Scenario(user_says=["Tell me about the old town.", "Thanks!"]))
+    svc = await start_service(
+        scenario=Scenario(user_says=["Tell me about the old town.", "Thanks!"])
+    )
     session = await svc.create_session("bob")
     async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("bob")) as client:
         await client.wait_for("session_started")
-        await client.say(spoken(1.0))
+        await client.say(spoken(1.0), pace_s=0.02)  # like a microphone: 20 ms frames in real time
         first = await client.wait_for("turn_complete")
         await client.say(spoken(0.6))
         second = await client.wait_for("turn_complete", count=2)
@@ -158,11 +158,13 @@ async def test_control_messages_reach_the_model(start_service):
         await client.wait_for("session_ended")
     assert not client.of_type("error")
     sent = [
-        entry for entry in svc.emulator.wire
+        entry
+        for entry in svc.emulator.wire
         if entry.direction == "in" and isinstance(entry.message, dict)
     ]
-    assert any("audioStreamEnd" in str(e.message) or "audio_stream_end" in str(e.message)
-               for e in sent)
+    assert any(
+        "audioStreamEnd" in str(e.message) or "audio_stream_end" in str(e.message) for e in sent
+    )
 
 
 @pytest.mark.parametrize(
@@ -235,8 +237,9 @@ async def test_websocket_refuses_before_any_audio_with_1008(start_service, case)
     elif case == "unknown":
         url = svc.ws_url("00000000-0000-0000-0000-000000000000")
     elif case == "ended":
-        await svc.http.delete(f"/live-sessions/{session['id']}",
-                              headers={"Authorization": f"Bearer {token}"})
+        await svc.http.delete(
+            f"/live-sessions/{session['id']}", headers={"Authorization": f"Bearer {token}"}
+        )
     if case == "query_token_ok":
         import websockets
 

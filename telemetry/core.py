@@ -1,0 +1,207 @@
+"""`VoiceTelemetry`: the entry point a voice app holds for its lifetime.
+
+It owns no global state: tracer and meter providers are passed in (or the global ones are
+used), and everything it creates hangs off the instance. Its public methods never raise into
+the voice path, and `force_flush`/`shutdown` are bounded in wall time even when an exporter
+hangs (they are synchronous; an asyncio app calls them through `asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace as otel_trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import INVALID_SPAN, SpanKind, TracerProvider
+
+from telemetry import keys as k
+from telemetry.content import Redactor, capture_from_env
+from telemetry.export import run_bounded
+from telemetry.health import TelemetryHealth
+from telemetry.metrics import VoiceMetrics
+from telemetry.prices import PriceTable
+from telemetry.records import SessionInfo
+from telemetry.session import SessionTrace
+from telemetry.spans import SpanFactory
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class VoiceTelemetry:
+    """Traces voice sessions as OTel spans (GenAI semconv + Langfuse mapping) and metrics."""
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        *,
+        pricing: PriceTable | None = None,
+        capture_content: bool | None = None,
+        usage_wait_s: float = 2.0,
+        max_content_chars: int = 4000,
+        health: TelemetryHealth | None = None,
+        owns_providers: bool = False,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        if usage_wait_s < 0:
+            raise ValueError("usage_wait_s must be >= 0")
+        if max_content_chars < 16:
+            raise ValueError("max_content_chars must be at least 16")
+        self.tracer_provider = tracer_provider or otel_trace.get_tracer_provider()
+        self.meter_provider = meter_provider or otel_metrics.get_meter_provider()
+        self.tracer = self.tracer_provider.get_tracer("voicetrace.telemetry", "0.1.0")
+        self.pricing = pricing
+        self.capture_content = capture_from_env() if capture_content is None else capture_content
+        self.usage_wait_s = float(usage_wait_s)
+        self.max_content_chars = int(max_content_chars)
+        self.counters = health or TelemetryHealth()
+        self.metrics = VoiceMetrics(self.meter_provider, self.counters)
+        self._owns_providers = owns_providers
+        self._on_shutdown = on_shutdown
+        self._sessions: weakref.WeakSet[SessionTrace] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._reaper: _Reaper | None = None
+        self._closed = False
+        self.counters.gauge("sessions_active", lambda: len(self._sessions))
+
+    # -- sessions -----------------------------------------------------------------------------
+    def start_session(self, info: SessionInfo) -> SessionTrace:
+        """Open the root `voice_session` span (the sampling decision is made here, once per
+        session). Never raises for tracing reasons; bad `info` is a caller bug and does."""
+        if not isinstance(info, SessionInfo):
+            raise TypeError("start_session() takes a SessionInfo")
+        consent = self.capture_content and info.recording_consent
+        redactor = Redactor(info.secrets_blurred, self.max_content_chars) if consent else None
+        factory = SpanFactory(self.tracer, info, self.counters, self.pricing, redactor)
+        root: Any = INVALID_SPAN
+        try:
+            root = self.tracer.start_span(
+                k.SPAN_SESSION,
+                kind=SpanKind.INTERNAL,
+                attributes=factory.root_attributes(),
+                context=None,
+            )
+            self.counters.add("spans_started")
+        except Exception as exc:
+            self.counters.error("start_session", exc)
+        session = SessionTrace(self, info, factory, root)
+        with self._lock:
+            self._sessions.add(session)
+        try:
+            self.metrics.sessions.add(1, {k.PROVIDER_NAME: info.provider})
+        except Exception as exc:
+            self.counters.error("start_session", exc)
+        return session
+
+    def _session_ended(self, session: SessionTrace) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+        self.metrics.sessions.add(-1, {k.PROVIDER_NAME: session.info.provider})
+
+    def _schedule(self, session: SessionTrace, deadline_ns: int) -> None:
+        """Wake `session` at `deadline_ns` to flush turns still waiting for usage."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._reaper is None:
+                self._reaper = _Reaper()
+            self._reaper.add(deadline_ns, session)
+
+    # -- health and lifecycle -------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """JSON-able self-monitoring counters (shown on `/health`)."""
+        try:
+            snap = self.counters.snapshot()
+        except Exception:
+            return {"error": "telemetry health unavailable"}
+        snap["capture_content"] = self.capture_content
+        return snap
+
+    def force_flush(self, timeout_s: float = 5.0) -> bool:
+        """Export what is queued; True if done within `timeout_s` of wall time."""
+        flush = getattr(self.tracer_provider, "force_flush", None)
+        if flush is None:
+            return True
+        done, ok = run_bounded(lambda: flush(int(timeout_s * 1000)), timeout_s, "flush")
+        meter_flush = getattr(self.meter_provider, "force_flush", None)
+        if meter_flush is not None and self._owns_providers:
+            run_bounded(lambda: meter_flush(int(timeout_s * 1000)), min(timeout_s, 1.0), "mflush")
+        return bool(done and ok is not False)
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """End sessions still open (server_shutdown), stop the reaper, flush and shut down the
+        providers this instance owns — all within `timeout_s` of wall time."""
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            sessions = list(self._sessions)
+            reaper, self._reaper = self._reaper, None
+        for session in sessions:
+            session.end("server_shutdown")
+        if reaper is not None:
+            reaper.stop(max(deadline - time.monotonic(), 0.0))
+        if self._owns_providers:
+            for provider in (self.tracer_provider, self.meter_provider):
+                stop = getattr(provider, "shutdown", None)
+                left = deadline - time.monotonic()
+                if stop is not None and left > 0:
+                    done, _ = run_bounded(stop, left, "shutdown")
+                    if not done:
+                        log.warning("telemetry shutdown gave up after %.1f s", timeout_s)
+        else:
+            self.force_flush(max(deadline - time.monotonic(), 0.0))
+        if self._on_shutdown is not None:
+            self._on_shutdown()
+
+
+class _Reaper:
+    """One daemon thread per `VoiceTelemetry` that wakes sessions at their usage deadlines."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, weakref.ref[SessionTrace]]] = []
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="voicetrace-usage-wait", daemon=True)
+        self._thread.start()
+
+    def add(self, deadline_ns: int, session: SessionTrace) -> None:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline_ns, self._seq, weakref.ref(session)))
+            self._cond.notify()
+
+    def stop(self, timeout_s: float) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    if self._heap:
+                        wait = (self._heap[0][0] - time.time_ns()) / 1e9
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    else:
+                        self._cond.wait()
+                if self._stopped:
+                    return
+                _, _, ref = heapq.heappop(self._heap)
+            session = ref()
+            if session is not None:
+                session._expire(time.time_ns())

@@ -1,0 +1,66 @@
+"""The app as an operator meets it: OpenAPI docs, health, the CLI and the offline demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jwt
+import pytest
+
+from service.cli import main
+
+
+async def test_openapi_describes_every_endpoint(start_service):
+    svc = await start_service()
+    spec = (await svc.http.get("/openapi.json")).json()
+    paths = spec["paths"]
+    assert set(paths["/live-sessions"]) >= {"get", "post"}
+    assert set(paths["/live-sessions/{session_id}"]) >= {"get", "patch", "delete"}
+    assert "put" in paths["/live-sessions/{session_id}/pause"]
+    assert "put" in paths["/live-sessions/{session_id}/resume"]
+    assert "get" in paths["/health"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), f"{method.upper()} {path} has no summary"
+    assert (await svc.http.get("/docs")).status_code == 200
+
+
+async def test_health_reports_live_sessions_and_telemetry_counters(start_service):
+    svc = await start_service()
+    body = (await svc.http.get("/health")).json()
+    assert body["status"] == "ok" and body["live_sessions"] == 0
+    assert "spans_dropped" in body["telemetry"]
+
+
+def test_token_command_mints_a_token_for_the_configured_secret(capsys, monkeypatch):
+    monkeypatch.setenv("VOICETRACE_JWT_SECRET", "cli-secret-0123456789abcdef0123456789")
+    assert main(["token", "--user", "alice", "--ttl", "60"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, "cli-secret-0123456789abcdef0123456789", algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["exp"] - claims["iat"] == 60
+
+
+def test_demo_runs_offline_and_prints_the_trace_tree(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "OTEL_TRACES_EXPORTER": "none"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "voice_session" in out and "execute_tool search_nearby" in out
+    assert out.count("invoke_agent voicetrace") >= 6
+    assert "interrupted" in out
+    assert "barge-in" in out
+
+
+@pytest.mark.parametrize("argv", [["token"], ["serve", "--port", "notanumber"]])
+def test_cli_rejects_bad_arguments_with_a_message(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "voicetrace" in capsys.readouterr().err
