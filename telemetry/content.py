@@ -26,22 +26,34 @@ def capture_from_env(environ: Mapping[str, str] | None = None) -> bool:
 
 
 # Order matters: whole tokens first (so a JWT is not half-eaten as a "phone number").
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[JWT]"),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"), "Bearer [REDACTED]"),
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), "[API_KEY]"),
-    (re.compile(r"\b(?:sk|pk|rk)-(?:lf-|proj-|live-|test-|ant-)?[A-Za-z0-9_\-]{16,}"), "[API_KEY]"),
-    (re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abp])_[A-Za-z0-9_]{16,}"), "[API_KEY]"),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[API_KEY]"),
+# Each pattern runs only if its cheap hint (a substring every match contains) is present.
+_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
+    (("eyj",), re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[JWT]"),
+    (("bearer",), re.compile(r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"), "Bearer [REDACTED]"),
+    (("aiza",), re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), "[API_KEY]"),
     (
+        ("k-",),
+        re.compile(r"\b(?:sk|pk|rk)-(?:lf-|proj-|live-|test-|ant-)?[A-Za-z0-9_\-]{16,}"),
+        "[API_KEY]",
+    ),
+    (
+        ("gh", "xox"),
+        re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abp])_[A-Za-z0-9_]{16,}"),
+        "[API_KEY]",
+    ),
+    (("akia",), re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[API_KEY]"),
+    (
+        ("key", "token", "secret", "passw"),
         re.compile(
             r"(?i)\b(api[_-]?key|access[_-]?token|auth[_-]?token|secret|password|passwd)"
             r"(\s*[:=]\s*|\s+is\s+)(\"?)[^\s\"',;]{4,}"
         ),
         r"\1\2\3[REDACTED]",
     ),
-    (re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), "[EMAIL]"),
+    (("@",), re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), "[EMAIL]"),
 )
+# Cards and phones both need a run of 8+ digits/separators: one cheap search gates both.
+_DIGIT_RUN = re.compile(r"\d[\d ().\-]{6,}\d")
 _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 _PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d ().\-]{6,}\d(?![\d])")
 
@@ -91,10 +103,13 @@ class Redactor:
             text = text[: self.max_chars * 2]
         if self._blur is not None:
             text = self._blur.sub("[REDACTED]", text)
-        for pattern, repl in _PATTERNS:
-            text = pattern.sub(repl, text)
-        text = _CARD.sub(_card, text)
-        text = _PHONE.sub(_phone, text)
+        low = text.lower()
+        for hints, pattern, repl in _PATTERNS:
+            if any(h in low for h in hints):
+                text = pattern.sub(repl, text)
+        if _DIGIT_RUN.search(text):
+            text = _CARD.sub(_card, text)
+            text = _PHONE.sub(_phone, text)
         return self.cap(text)
 
     def cap(self, text: str) -> str:

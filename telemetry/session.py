@@ -30,6 +30,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from telemetry import keys as k
 from telemetry.content import redact_always
+from telemetry.prices import Cost
 from telemetry.records import SessionInfo, SessionSummary, TurnSummary, UsageSnapshot
 from telemetry.spans import SpanFactory, level_for
 from telemetry.turns import ToolRecord, TurnRecord
@@ -99,6 +100,7 @@ class SessionTrace:
         self._audio_in_s = 0.0
         self._audio_out_ms = 0.0
         self._reported_audio = (0.0, 0.0)
+        self._cost_cache: tuple[Any, Cost | None] | None = None
         self._metric_base = {k.PROVIDER_NAME: info.provider, k.REQUEST_MODEL: info.model}
 
     # -- read-only state ----------------------------------------------------------------------
@@ -301,7 +303,7 @@ class SessionTrace:
             t.usage_late = t.state == "emitted"
             if t.usage_late:
                 self._tel.counters.add("usage_late")
-            self._emit(t, time.time_ns())
+            self._safe_emit(t, time.time_ns())
 
     @_guard()
     def turn_complete(self) -> TurnSummary | None:
@@ -381,7 +383,7 @@ class SessionTrace:
             if t is not None:
                 self._finish(t, now, reason if t.end_reason is None else None)
         for t in list(self._recent.values()):
-            self._emit(t, now, final=True)
+            self._safe_emit(t, now, final=True)
         self._report_audio()
         summary = self._summary(reason, now)
         self._ended = summary
@@ -402,7 +404,7 @@ class SessionTrace:
         while len(self._recent) > _RECENT_TURNS:
             old_n, old = next(iter(self._recent.items()))
             if old.state in ("finished", "emitted"):
-                self._emit(old, now, final=True)
+                self._safe_emit(old, now, final=True)
             self._recent.pop(old_n, None)
         return t
 
@@ -455,12 +457,12 @@ class SessionTrace:
         if t.interrupted:
             self._totals["interruptions"] += 1
         cost = self._cost_of(t)
-        t.summary = t.make_summary(float(cost) if cost is not None else None)
+        t.summary = t.make_summary(float(cost.total) if cost is not None else None)
         phases = t.phases_ms()
         self._tel.metrics.record_turn(self._metric_base, phases, t.end_reason, t.interrupted)
         self._report_audio()
         if t.usage is not None:
-            self._emit(t, now)
+            self._safe_emit(t, now)
         else:
             t.deadline_ns = now + int(self._tel.usage_wait_s * 1e9)
             self._tel._schedule(self, t.deadline_ns)
@@ -475,12 +477,24 @@ class SessionTrace:
             self._tel.metrics.audio_out.add(audio_out - self._reported_audio[1], self._metric_base)
         self._reported_audio = (audio_in, audio_out)
 
-    def _cost_of(self, t: TurnRecord) -> Decimal | None:
+    def _cost_of(self, t: TurnRecord) -> Cost | None:
+        """Cost of the turn's (last) usage, computed once per snapshot."""
         usage = t.breakdown()
         if usage is None or self._spans.prices is None:
             return None
-        cost = self._spans.prices.cost(self.info.model, usage)
-        return None if cost is None else cost.total
+        if self._cost_cache is None or self._cost_cache[0] is not usage:
+            self._cost_cache = (usage, self._spans.prices.cost(self.info.model, usage))
+        return self._cost_cache[1]
+
+    def _safe_emit(self, t: TurnRecord, now: int, final: bool = False) -> None:
+        """Emission failures are counted, and never cost the caller its turn summary."""
+        try:
+            self._emit(t, now, final)
+        except Exception as exc:
+            self._tel.counters.error("emit", exc)
+            if t.state == "finished":
+                t.state = "emitted"  # do not retry a span the tracer cannot build
+            t.chat_emitted = True
 
     def _emit(self, t: TurnRecord, now: int, final: bool = False) -> None:
         """Emit what is due: the turn span (with its tools) once; the generation once usage is
@@ -500,8 +514,7 @@ class SessionTrace:
             t.chat_emitted = True  # nothing generated and nothing billed: no generation
             return
         usage = t.breakdown()
-        prices = self._spans.prices
-        cost = prices.cost(self.info.model, usage) if usage is not None and prices else None
+        cost = self._cost_of(t)
         self._spans.chat(t, usage, cost)
         t.chat_emitted = True
         self._account(t, usage, cost)
@@ -553,11 +566,11 @@ class SessionTrace:
         deferred = []
         for t in list(self._recent.values()):
             if t.state == "finished" and now >= t.deadline_ns:
-                self._emit(t, now)
+                self._safe_emit(t, now)
             if t.state == "emitted" and not t.chat_emitted:
                 deferred.append(t)
         for t in deferred[: max(len(deferred) - _DEFERRED_CHATS, 0)]:
-            self._emit(t, now, final=True)  # stop waiting for the oldest generations' usage
+            self._safe_emit(t, now, final=True)  # stop waiting for the oldest generations' usage
 
     def _expire(self, now: int) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
@@ -26,7 +27,6 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
-    AlwaysRecordSampler,
     ParentBased,
     Sampler,
     TraceIdRatioBased,
@@ -38,6 +38,7 @@ from telemetry.core import VoiceTelemetry
 from telemetry.export import CountingSpanExporter, ErrorKeepingProcessor, ExportProcessor
 from telemetry.health import TelemetryHealth
 from telemetry.prices import PriceTable
+from telemetry.sampling import RecordAllSampler
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,9 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 
 def sampler_from_env(env: Mapping[str, str]) -> Sampler:
-    """`AlwaysRecordSampler(ParentBased(root))`: processors (usage ledger, metrics, error
-    keeping) see 100 % of spans; exporters only the sampled sessions. The decision is taken
-    once per session, at its root span (children follow their parent)."""
+    """`RecordAllSampler(ParentBased(root))` (the SDK's AlwaysRecordSampler, fixed to keep
+    attributes): processors (usage ledger, metrics, error keeping) see 100 % of spans, exporters
+    only the sampled sessions. The decision is taken once per session, at its root span."""
     name = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
     base = name.removeprefix("parentbased_")
     if base == "always_on":
@@ -90,7 +91,7 @@ def sampler_from_env(env: Mapping[str, str]) -> Sampler:
             f"OTEL_TRACES_SAMPLER={name!r} is not supported (use always_on, always_off, "
             "traceidratio or their parentbased_ forms)"
         )
-    return AlwaysRecordSampler(ParentBased(root))
+    return RecordAllSampler(ParentBased(root))
 
 
 def _otlp_exporter(env: Mapping[str, str], timeout_s: float) -> tuple[SpanExporter, str]:
@@ -158,10 +159,7 @@ def configure_providers(
     if _flag(env, "OTEL_SDK_DISABLED"):
         return TelemetryProviders(NoOpTracerProvider(), NoOpMeterProvider(), health)
 
-    attrs: dict[str, Any] = dict(resource_attributes or {})
-    if not env.get("OTEL_SERVICE_NAME"):
-        attrs.setdefault("service.name", service_name)
-    resource = Resource.create(attrs)  # merges OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME
+    resource = Resource.create(_resource_attributes(env, service_name, resource_attributes))
 
     tracer_provider = SdkTracerProvider(resource=resource, sampler=sampler_from_env(env))
     for processor in extra_processors:
@@ -215,6 +213,23 @@ def configure_providers(
     return TelemetryProviders(
         tracer_provider, meter_provider, health, processors, [label for label, _ in exporters]
     )
+
+
+def _resource_attributes(
+    env: Mapping[str, str], service_name: str, extra: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME (else our default), then `extra`.
+    Read from `env` (not only os.environ) so a given mapping fully describes the setup."""
+    attrs: dict[str, Any] = {}
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            attrs[key.strip()] = unquote(value.strip())
+    attrs["service.name"] = (
+        env.get("OTEL_SERVICE_NAME") or attrs.get("service.name") or service_name
+    )
+    attrs.update(extra or {})
+    return attrs
 
 
 def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:

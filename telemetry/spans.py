@@ -22,7 +22,7 @@ from telemetry.content import Redactor
 from telemetry.health import TelemetryHealth
 from telemetry.prices import Cost, PriceTable
 from telemetry.records import SessionInfo
-from telemetry.turns import NS_PER_MS, ToolRecord, TurnRecord
+from telemetry.turns import ToolRecord, TurnRecord
 from telemetry.usage import UsageBreakdown
 
 Attrs = dict[str, Any]
@@ -98,6 +98,15 @@ class SpanFactory:
         finally:
             span.end(end_time=max(end_ns, start_ns))
         return span.get_span_context()
+
+    def texts(self, t: TurnRecord) -> tuple[str | None, str | None]:
+        """The turn's user and model text, redacted once for both of its spans."""
+        if t.redacted is None:
+            t.redacted = (
+                self.content("".join(t.user_text).strip()),
+                self.content("".join(t.output_text).strip()),
+            )
+        return t.redacted
 
     def content(self, text: str) -> str | None:
         return self.redact(text) if self.redact is not None and text else None
@@ -192,9 +201,10 @@ class SpanFactory:
             attrs[k.TURN_PERCEIVED_LATENCY_MS] = perceived
             attrs[k.obs_metadata("perceived_latency_ms")] = round(perceived, 1)
         if self.redact is not None:
-            if said := self.content("".join(t.user_text).strip()):
+            said, answer = self.texts(t)
+            if said:
                 attrs[k.LF_INPUT] = said
-            if answer := self.content("".join(t.output_text).strip()):
+            if answer:
                 attrs[k.LF_OUTPUT] = answer
             if thoughts := self.content("".join(t.thoughts).strip()):
                 attrs[k.TURN_THOUGHTS] = thoughts
@@ -268,9 +278,10 @@ class SpanFactory:
         if status_message:
             attrs[k.LF_STATUS_MESSAGE] = status_message
         if self.redact is not None:
-            if said := self.content("".join(t.user_text).strip()):
+            said, answer = self.texts(t)
+            if said:
                 attrs[k.INPUT_MESSAGES] = _messages("user", said)
-            if answer := self.content("".join(t.output_text).strip()):
+            if answer:
                 attrs[k.OUTPUT_MESSAGES] = _messages(
                     "assistant", answer, _FINISH.get(reason, reason)
                 )
@@ -340,7 +351,3 @@ def _messages(role: str, text: str, finish: str | None = None) -> str:
     if finish is not None:
         msg["finish_reason"] = finish
     return json.dumps([msg], ensure_ascii=False)
-
-
-def ms(ns: int) -> float:
-    return ns / NS_PER_MS

@@ -85,6 +85,9 @@ class TurnRecord:
     span_context: SpanContext | None = None
     chat_emitted: bool = False
     summary: TurnSummary | None = None
+    # caches: usage split (per snapshot object) and redacted (user, model) text
+    _split: tuple[UsageSnapshot, UsageBreakdown] | None = None
+    redacted: tuple[str | None, str | None] | None = None
 
     @property
     def responding(self) -> bool:
@@ -152,7 +155,12 @@ class TurnRecord:
         return max(self.playback_start_ns - t1, 0) / NS_PER_MS
 
     def breakdown(self) -> UsageBreakdown | None:
-        return None if self.usage is None else UsageBreakdown.from_snapshot(self.usage)
+        """The usage split, computed once per snapshot (the last snapshot wins)."""
+        if self.usage is None:
+            return None
+        if self._split is None or self._split[0] is not self.usage:
+            self._split = (self.usage, UsageBreakdown.from_snapshot(self.usage))
+        return self._split[1]
 
     def make_summary(self, cost_usd: float | None) -> TurnSummary:
         phases = self.phases_ms()

@@ -108,7 +108,9 @@ class OtlpReceiver:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -179,8 +181,9 @@ class OtlpReceiver:
         with self._cond:
             self.requests.append(ReceivedRequest(h.path, headers, len(body), spans))
             self._cond.notify_all()
-        self._reply(h, 200, ExportTraceServiceResponse().SerializeToString(),
-                    "application/x-protobuf")
+        self._reply(
+            h, 200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf"
+        )
 
     @staticmethod
     def _reply(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str) -> None:

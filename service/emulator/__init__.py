@@ -1,8 +1,8 @@
 """A faithful local Gemini Live emulator (TLS WebSocket + REST) for offline development and tests.
 
-    async with Emulator(scenario=Scenario(user_says=["Hello"])) as emu:
-        os.environ.update(emu.env())   # GOOGLE_GEMINI_BASE_URL, SSL_CERT_FILE, GEMINI_API_KEY
-        client = genai.Client()        # the unmodified SDK now talks to the emulator
+`async with Emulator(scenario=Scenario(user_says=["Hello"])) as emu:` starts it on a free port;
+export `emu.env()` (GOOGLE_GEMINI_BASE_URL, SSL_CERT_FILE, GEMINI_API_KEY) and an unmodified
+`genai.Client()` talks to it, over Live and REST.
 """
 
 from service.emulator.cli import run_emulator_cli, serve

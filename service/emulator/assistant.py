@@ -45,6 +45,7 @@ _DESTINATION = re.compile(
     re.IGNORECASE,
 )
 _RADIUS = re.compile(r"\bwithin\s+(\d+(?:\.\d+)?)\s*(km|kilometers?|m|meters?|metres?)\b", re.I)
+_TEXT_KEYS = ("summary", "directions", "message", "text", "answer")
 _LONG = re.compile(r"\b(long|story|everything|every detail|tell me more)\b", re.IGNORECASE)
 
 _STORY = (
@@ -102,6 +103,9 @@ def _summarise(name: str, response: Any) -> str:
     if names:
         listed = ", ".join(names[:3])
         return f"From {name} I found {len(names)} results: {listed}."
+    spoken = _first_text(response)
+    if spoken:
+        return spoken if len(spoken) <= 200 else spoken[:197] + "..."
     body = json.dumps(response, sort_keys=True, ensure_ascii=False)
     if len(body) > 120:
         body = body[:117] + "..."
@@ -119,6 +123,19 @@ def _names(value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v["name"]) for v in value if isinstance(v, dict) and v.get("name")]
     return []
+
+
+def _first_text(value: Any) -> str | None:
+    """A human-readable field of a result (`directions`, `summary`…), wherever it is nested."""
+    if isinstance(value, dict):
+        for key in _TEXT_KEYS:
+            if isinstance(value.get(key), str) and value[key].strip():
+                return value[key].strip()
+        for item in value.values():
+            found = _first_text(item)
+            if found:
+                return found
+    return None
 
 
 def _category(text: str) -> str:

@@ -10,9 +10,7 @@ from service.emulator.scenario import Scenario
 from service.emulator.server import Emulator
 
 
-async def serve(
-    port: int = 0, scenario: Scenario | None = None, host: str = "127.0.0.1"
-) -> None:
+async def serve(port: int = 0, scenario: Scenario | None = None, host: str = "127.0.0.1") -> None:
     """Serve until cancelled, after printing where the emulator is and how to point a client."""
     async with Emulator(scenario=scenario, host=host, port=port) as emulator:
         print(f"Gemini Live emulator listening on {emulator.base_url}")

@@ -37,7 +37,7 @@ _CAMEL_RE = re.compile(r"_([a-z0-9])")
 
 
 class CloseError(Exception):
-    """End a Live connection with this WebSocket close code and reason (how Gemini reports errors)."""
+    """End a Live connection with this close code and reason: how Gemini reports errors."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"{code}: {reason}")

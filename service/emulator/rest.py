@@ -162,9 +162,7 @@ def _candidate(
     return out
 
 
-async def _sse(
-    model: str, parts: list[dict[str, Any]], usage: TurnUsage
-) -> AsyncIterator[bytes]:
+async def _sse(model: str, parts: list[dict[str, Any]], usage: TurnUsage) -> AsyncIterator[bytes]:
     """Text replies stream in three pieces; the last carries finishReason and usage."""
     text = parts[0].get("text") if len(parts) == 1 else None
     if text is None:
@@ -173,7 +171,9 @@ async def _sse(
         words = text.split(" ")
         step = max(1, -(-len(words) // 3))
         pieces = [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
-        chunks = [[{"text": p + (" " if i < len(pieces) - 1 else "")}] for i, p in enumerate(pieces)]
+        chunks = [
+            [{"text": p + (" " if i < len(pieces) - 1 else "")}] for i, p in enumerate(pieces)
+        ]
     for index, chunk in enumerate(chunks):
         event = _candidate(model, chunk, usage, final=index == len(chunks) - 1)
         yield f"data: {json.dumps(event)}\r\n\r\n".encode()

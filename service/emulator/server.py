@@ -23,7 +23,8 @@ from starlette.websockets import WebSocket
 
 from service.emulator.rest import RestApi
 from service.emulator.scenario import Scenario
-from service.emulator.session import EmulatorState, LiveSession
+from service.emulator.session import LiveSession
+from service.emulator.state import EmulatorState
 from service.emulator.tls import CertFiles, write_certificates
 from service.emulator.tokens import TokenStore, utcnow
 from service.emulator.wire import WireLog

@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import itertools
 import json
 import logging
-import re
 import secrets
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -29,67 +26,21 @@ from service.emulator.protocol import (
     has,
     pick,
 )
-from service.emulator.scenario import Scenario, ScriptedTurn
+from service.emulator.scenario import ScriptedTurn
 from service.emulator.setup import LiveSetup, parse_setup
-from service.emulator.synth import OUTPUT_RATE, SpeechSynth
-from service.emulator.tokens import PREFIX, TokenStore, constrain
+from service.emulator.state import Conversation, EmulatorState, ToolGroup, Turn
+from service.emulator.synth import AUDIO_MIME, SpeechSynth, reply_chunks
+from service.emulator.tokens import PREFIX, constrain
 from service.emulator.usage import (
     INPUT_RATE,
-    Context,
     TurnUsage,
     audio_tokens,
     response_tokens,
     text_tokens,
 )
 from service.emulator.vad import Endpointer
-from service.emulator.wire import WireLog
 
 log = logging.getLogger(__name__)
-_PIECE = re.compile(r"\S+\s*")
-
-
-@dataclass
-class Conversation:
-    """What survives a reconnect with a resumption handle."""
-
-    context: Context = field(default_factory=Context)
-    turns: int = 0
-    spoken: int = 0  # how many `Scenario.user_says` entries were consumed
-
-
-@dataclass
-class EmulatorState:
-    """Everything the connections of one emulator share."""
-
-    scenario: Scenario
-    api_key: str
-    wire: WireLog
-    tokens: TokenStore
-    resumptions: dict[str, Conversation] = field(default_factory=dict)
-    sessions: set[LiveSession] = field(default_factory=set)
-    connections: int = 0
-    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-
-@dataclass
-class Turn:
-    number: int
-    script: ScriptedTurn
-    usage: TurnUsage
-    user_text: str = ""
-    spoken: bool = False
-    results: list[tuple[str, Any]] = field(default_factory=list)  # for tool-result turns
-    had_calls: bool = False
-    finishing: bool = False
-
-
-@dataclass
-class _ToolGroup:
-    """Non-blocking calls of one `toolCall`: spoken about together once all are answered."""
-
-    waiting: set[str]
-    results: list[tuple[str, Any]] = field(default_factory=list)
-    tokens: int = 0
 
 
 class LiveSession:
@@ -113,7 +64,7 @@ class LiveSession:
         self._pending_text = 0  # client_content without turnComplete, billed to the next turn
         self._blocking: dict[str, str] = {}  # call id → name, awaited by the current turn
         self._blocking_done: asyncio.Event = asyncio.Event()
-        self._groups: dict[str, _ToolGroup] = {}  # non-blocking call id → its group
+        self._groups: dict[str, ToolGroup] = {}  # non-blocking call id → its group
         self._queued: list[Turn] = []  # WHEN_IDLE result turns waiting for the model to idle
         self._holding = False  # a barge-in is in progress: do not start queued turns
         self._tasks: set[asyncio.Task[None]] = set()
@@ -216,7 +167,9 @@ class LiveSession:
         elif not credential:
             raise CloseError(1008, "Method doesn't allow unregistered callers (no API key).")
         elif credential.startswith(PREFIX):
-            raise CloseError(1008, "Auth tokens are only accepted by BidiGenerateContentConstrained.")
+            raise CloseError(
+                1008, "Auth tokens are only accepted by BidiGenerateContentConstrained."
+            )
         elif credential != self.state.api_key:
             raise CloseError(1008, "API key not valid. Please pass a valid API key.")
         setup = parse_setup(raw_setup, self.scenario.silence_duration_ms, self.version)
@@ -280,6 +233,9 @@ class LiveSession:
         if has(realtime, "audio"):
             chunks.append(pick(realtime, "audio"))
         for chunk in chunks:
+            mime = str(pick(chunk, "mimeType") or "audio/pcm")
+            if not mime.startswith("audio/"):
+                continue  # video/image frames: accepted, not analysed
             try:
                 pcm = b64decode_any(pick(chunk, "data") or "")
             except ValueError as exc:
@@ -435,7 +391,11 @@ class LiveSession:
             return
         if turn.spoken and self.setup.input_transcription:
             await self.send(
-                {"serverContent": {"inputTranscription": {"text": turn.user_text, "finished": True}}}
+                {
+                    "serverContent": {
+                        "inputTranscription": {"text": turn.user_text, "finished": True}
+                    }
+                }
             )
         if script.reply_delay_s:
             await asyncio.sleep(script.reply_delay_s)
@@ -460,10 +420,12 @@ class LiveSession:
             for c in plan.calls
         ]
         turn.had_calls = True
-        blocking = {c["id"]: c["name"] for c in calls if self.setup.behaviors[c["name"]] == "BLOCKING"}
+        blocking = {
+            c["id"]: c["name"] for c in calls if self.setup.behaviors[c["name"]] == "BLOCKING"
+        }
         waiting = {c["id"] for c in calls if c["id"] not in blocking}
         if waiting:
-            group = _ToolGroup(waiting=set(waiting))
+            group = ToolGroup(waiting=set(waiting))
             self._groups.update(dict.fromkeys(waiting, group))
         self._blocking = dict(blocking)
         self._blocking_done = asyncio.Event()
@@ -479,39 +441,21 @@ class LiveSession:
     async def _speak(self, turn: Turn, text: str) -> None:
         """Stream `text` as paced audio chunks (or text parts) with output transcription."""
         assert self.setup is not None
-        scenario = self.scenario
-        pieces = _PIECE.findall(text) or [text]
-        duration_ms = min(len(text) * scenario.ms_per_char, scenario.max_reply_s * 1000)
-        chunk_samples = scenario.chunk_ms * OUTPUT_RATE // 1000
-        total = int(duration_ms * OUTPUT_RATE / 1000)
-        n_chunks = max(1, -(-total // chunk_samples))
-        for index in range(n_chunks):
-            # Transcript pieces are spread evenly over the chunks, in order.
-            lo, hi = index * len(pieces) // n_chunks, (index + 1) * len(pieces) // n_chunks
-            said = "".join(pieces[lo:hi])
+        for chunk in reply_chunks(text, self.scenario):
             content: dict[str, Any] = {}
             if self.setup.modality == "TEXT":
-                if not said:
+                if not chunk.said:
                     continue
-                content["modelTurn"] = {"parts": [{"text": said}]}
-                turn.usage.output_text += text_tokens(said)
+                content["modelTurn"] = {"parts": [{"text": chunk.said}]}
+                turn.usage.output_text += text_tokens(chunk.said)
             else:
-                samples = min(chunk_samples, total - index * chunk_samples) or chunk_samples
-                content["modelTurn"] = {
-                    "parts": [
-                        {
-                            "inlineData": {
-                                "mimeType": f"audio/pcm;rate={OUTPUT_RATE}",
-                                "data": b64encode(self.synth.take(samples)),
-                            }
-                        }
-                    ]
-                }
-                if said and self.setup.output_transcription:
-                    content["outputTranscription"] = {"text": said}
-                turn.usage.output_audio_samples += samples
+                audio = {"mimeType": AUDIO_MIME, "data": b64encode(self.synth.take(chunk.samples))}
+                content["modelTurn"] = {"parts": [{"inlineData": audio}]}
+                if chunk.said and self.setup.output_transcription:
+                    content["outputTranscription"] = {"text": chunk.said}
+                turn.usage.output_audio_samples += chunk.samples
             await self.send({"serverContent": content})
-            await asyncio.sleep(scenario.chunk_pause_s)
+            await asyncio.sleep(self.scenario.chunk_pause_s)
 
     async def _finish(self, turn: Turn) -> None:
         """`turnComplete` with the turn's usage, then the resumption handle and a due goAway."""

@@ -69,7 +69,9 @@ def parse_setup(setup: Any, default_silence_ms: int, version: str) -> LiveSetup:
     try:
         silence_ms = int(silence_ms) if silence_ms is not None else default_silence_ms
     except (TypeError, ValueError):
-        raise CloseError(1007, "Invalid argument: silence_duration_ms must be an integer.") from None
+        raise CloseError(
+            1007, "Invalid argument: silence_duration_ms must be an integer."
+        ) from None
     if silence_ms <= 0:
         raise CloseError(1007, "Invalid argument: silence_duration_ms must be positive.")
     resumption = pick(setup, "sessionResumption")

@@ -8,11 +8,19 @@ hundreds of concurrent replies.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from array import array
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.emulator.scenario import Scenario
 
 OUTPUT_RATE = 24_000
 _PERIOD_SAMPLES = OUTPUT_RATE // 4
+AUDIO_MIME = f"audio/pcm;rate={OUTPUT_RATE}"
+_PIECE = re.compile(r"\S+\s*")
 
 
 def _period() -> bytes:
@@ -47,3 +55,27 @@ class SpeechSynth:
             need -= len(piece)
             self._offset = (self._offset + len(piece)) % len(self._period)
         return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyChunk:
+    """One message of a reply: `samples` of audio at 24 kHz and the transcript piece it carries."""
+
+    said: str
+    samples: int
+
+
+def reply_chunks(text: str, scenario: Scenario) -> list[ReplyChunk]:
+    """Split a reply into `chunk_ms` audio chunks lasting `ms_per_char` per character (capped),
+    with its words spread evenly and in order over the chunks (they join back to `text`)."""
+    pieces = _PIECE.findall(text) or [text]
+    duration_ms = min(len(text) * scenario.ms_per_char, scenario.max_reply_s * 1000)
+    chunk_samples = scenario.chunk_ms * OUTPUT_RATE // 1000
+    total = int(duration_ms * OUTPUT_RATE / 1000)
+    count = max(1, -(-total // chunk_samples))
+    chunks = []
+    for index in range(count):
+        lo, hi = index * len(pieces) // count, (index + 1) * len(pieces) // count
+        samples = min(chunk_samples, total - index * chunk_samples) or chunk_samples
+        chunks.append(ReplyChunk("".join(pieces[lo:hi]), samples))
+    return chunks

@@ -82,9 +82,7 @@ def write_certificates(directory: Path, hosts: tuple[str, ...] = ()) -> CertFile
     files.ca_path.write_bytes(ca_cert.public_bytes(pem))
     files.cert_path.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
     files.key_path.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     files.key_path.chmod(0o600)
     return files

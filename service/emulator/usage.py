@@ -21,7 +21,7 @@ The rules (exact, so tests can assert numbers):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from service.emulator.protocol import ceil_div, pick
@@ -76,7 +76,6 @@ class TurnUsage:
     output_audio_samples: int = 0
     tool_use: int = 0
     thoughts: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
     @property
     def output_audio(self) -> int:

@@ -49,8 +49,16 @@ class WireLog:
         close_reason: str = "",
     ) -> None:
         self._entries.append(
-            WireEntry(connection, direction, kind, message, size, time.monotonic(),
-                      close_code, close_reason)
+            WireEntry(
+                connection,
+                direction,
+                kind,
+                message,
+                size,
+                time.monotonic(),
+                close_code,
+                close_reason,
+            )
         )
 
     def __iter__(self) -> Iterator[WireEntry]:

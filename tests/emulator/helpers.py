@@ -26,7 +26,9 @@ def live_config(**overrides: Any) -> types.LiveConnectConfig:
 def speech(seconds: float, rate: int = 16_000) -> bytes:
     """A loud 220 Hz tone: unmistakably "voiced" for a peak-amplitude VAD."""
     n = round(seconds * rate)
-    return array("h", (int(8000 * math.sin(2 * math.pi * 220 * i / rate)) for i in range(n))).tobytes()
+    return array(
+        "h", (int(8000 * math.sin(2 * math.pi * 220 * i / rate)) for i in range(n))
+    ).tobytes()
 
 
 def silence(seconds: float, rate: int = 16_000) -> bytes:

@@ -85,7 +85,14 @@ async def test_go_away_then_resume_with_the_last_handle_keeps_the_conversation(s
     # tokens keep growing, and the turn count goes on (turn 2's scripted reply).
     assert (u1.prompt_token_count, u1.response_token_count) == (1, 9)
     assert u2.prompt_token_count == 1 + 9 + 1
-    assert "".join(m.server_content.output_transcription.text for m in second if m.server_content and m.server_content.output_transcription) == "Second."
+    assert (
+        "".join(
+            m.server_content.output_transcription.text
+            for m in second
+            if m.server_content and m.server_content.output_transcription
+        )
+        == "Second."
+    )
 
 
 async def test_scenario_go_away_after_turn_n_closes_normally(start_emulator):

@@ -12,7 +12,6 @@ from google.genai import types
 
 from service.emulator import Scenario, ScriptedTurn
 from tests.emulator.helpers import (
-    FAST,
     live_config,
     one_turn,
     send_audio,
@@ -56,9 +55,7 @@ def tools(behavior: str | None = None) -> list[types.Tool]:
 def results_for(calls: list[types.FunctionCall], scheduling: str | None = None):
     canned = {"search_nearby": PLACES, "navigate_to_location": ROUTE}
     return [
-        types.FunctionResponse(
-            id=c.id, name=c.name, response=canned[c.name], scheduling=scheduling
-        )
+        types.FunctionResponse(id=c.id, name=c.name, response=canned[c.name], scheduling=scheduling)
         for c in calls
     ]
 
@@ -100,9 +97,7 @@ async def test_blocking_calls_hold_the_turn_until_every_response_arrived(
     assert usage.tool_use_prompt_token_count == 16 + 5
     # System 3 + two declarations (8 + 4 + 3, 8 + 5 + 3) + the request (72 chars → 18).
     assert usage.prompt_token_count == 3 + 15 + 16 + 18
-    assert usage.total_token_count == (
-        usage.prompt_token_count + usage.response_token_count + 21
-    )
+    assert usage.total_token_count == (usage.prompt_token_count + usage.response_token_count + 21)
 
 
 async def test_non_blocking_calls_complete_the_turn_at_once_and_results_speak_when_idle(
@@ -189,7 +184,7 @@ async def test_silent_result_only_adds_context(start_emulator):
 
 
 async def test_barge_in_by_client_content_cancels_pending_blocking_calls(start_emulator):
-    emu = await start_emulator()
+    await start_emulator()
     config = live_config(tools=tools())
     async with genai.Client().aio.live.connect(
         model="gemini-3.1-flash-live-preview", config=config

@@ -28,7 +28,7 @@ MODEL = "gemini-3.8-live"
 async def test_text_turn_streams_audio_with_transcript_then_usage_in_the_turn_complete_message(
     start_emulator,
 ):
-    emu = await start_emulator(Scenario(**FAST, turns={1: ScriptedTurn(reply="Okay, noted.")}))
+    await start_emulator(Scenario(**FAST, turns={1: ScriptedTurn(reply="Okay, noted.")}))
     config = live_config(system_instruction="Be brief.")
     async with genai.Client().aio.live.connect(model=MODEL, config=config) as session:
         await session.send_client_content(
@@ -39,9 +39,12 @@ async def test_text_turn_streams_audio_with_transcript_then_usage_in_the_turn_co
     # "Okay, noted." is 12 characters → 720 ms → 17,280 samples at 24 kHz → ceil(18.0) = 18.
     assert transcript(messages) == "Okay, noted."
     assert sum(len(m.data) for m in messages if m.data) == 2 * 17_280
-    assert {p.inline_data.mime_type for m in messages if m.data for p in m.server_content.model_turn.parts} == {
-        "audio/pcm;rate=24000"
-    }
+    assert {
+        p.inline_data.mime_type
+        for m in messages
+        if m.data
+        for p in m.server_content.model_turn.parts
+    } == {"audio/pcm;rate=24000"}
     *_, generation_complete, last = messages
     assert generation_complete.server_content.generation_complete
     assert last.server_content.turn_complete and last.usage_metadata is not None
@@ -211,9 +214,7 @@ async def test_text_modality_on_the_half_cascade_model_streams_text_parts(emu, c
 
 
 async def test_scripted_thoughts_are_reported_and_added_to_the_total(start_emulator):
-    await start_emulator(
-        Scenario(**FAST, turns={1: ScriptedTurn(reply="Hm.", thoughts_tokens=42)})
-    )
+    await start_emulator(Scenario(**FAST, turns={1: ScriptedTurn(reply="Hm.", thoughts_tokens=42)}))
     async with genai.Client().aio.live.connect(
         model="gemini-3.8-live-extended-thinking", config=live_config()
     ) as session:

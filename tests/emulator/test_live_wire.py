@@ -74,7 +74,9 @@ async def test_snake_case_keys_at_every_level_are_understood(start_emulator):
             )
         )
         messages = await until_turn_complete(ws)
-    assert messages[0] == {"serverContent": {"inputTranscription": {"text": "Hey.", "finished": True}}}
+    assert messages[0] == {
+        "serverContent": {"inputTranscription": {"text": "Hey.", "finished": True}}
+    }
     usage = messages[-1]["usageMetadata"]
     # System 3 + 0.5 s (0.3 speech + 0.2 silence from setup) = 12.5 → 13 audio tokens.
     assert usage["promptTokenCount"] == 16
@@ -88,8 +90,12 @@ async def test_camel_case_top_level_keys_and_binary_client_frames_are_accepted(e
     async with connect(emu, headers={"x-goog-api-key": emu.api_key}) as ws:
         await ws.send(json.dumps({"setup": {"model": "gemini-3.8-live"}}).encode())
         await recv_json(ws)
-        turn = {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "Hi"}]}],
-                                  "turnComplete": True}}
+        turn = {
+            "clientContent": {
+                "turns": [{"role": "user", "parts": [{"text": "Hi"}]}],
+                "turnComplete": True,
+            }
+        }
         await ws.send(json.dumps(turn).encode())
         messages = await until_turn_complete(ws)
     assert messages[-2] == {"serverContent": {"generationComplete": True}}
@@ -98,7 +104,7 @@ async def test_camel_case_top_level_keys_and_binary_client_frames_are_accepted(e
 
 def _pcm_with_both_alphabets_differing() -> bytes:
     # Loud samples whose base64 contains '+' and '/' (standard) vs '-' and '_' (URL-safe).
-    pcm = speech(0.3) + bytes([0xFB, 0xEF, 0xFF, 0xFF]) * 50 + silence(0.3)
+    pcm = speech(0.3) + bytes([0xFB, 0xEF, 0xFF, 0xFF]) * 50 + silence(0.4)
     assert {"+", "/"} & set(base64.b64encode(pcm).decode())
     return pcm
 
@@ -118,8 +124,9 @@ async def test_both_base64_alphabets_decode_to_the_same_audio(start_emulator, al
         await ws.recv()
         await ws.send(json.dumps({"realtimeInput": {"audio": {"data": data}}}))
         messages = await until_turn_complete(ws)
-    # 0.3 s speech + 100 samples + 0.3 s silence (the turn ends 300 ms into it): 9,900 samples.
-    assert messages[-1]["usageMetadata"]["promptTokenCount"] == -(-9_900 * 25 // 16_000)
+    # The last loud sample is in the 10 ms frame ending at sample 4,960; 300 ms of silence later
+    # (sample 9,760) the turn ends: ceil(9,760 * 25 / 16,000) = 16 tokens.
+    assert messages[-1]["usageMetadata"]["promptTokenCount"] == 16
 
 
 @pytest.mark.parametrize(
@@ -127,8 +134,15 @@ async def test_both_base64_alphabets_decode_to_the_same_audio(start_emulator, al
     [
         ({"client_content": {"turns": [], "turn_complete": True}}, 1007),
         ("not json at all", 1007),
-        ({"setup": {"model": "models/gemini-3.8-live", "generationConfig": {
-            "responseModalities": ["AUDIO", "TEXT"]}}}, 1007),
+        (
+            {
+                "setup": {
+                    "model": "models/gemini-3.8-live",
+                    "generationConfig": {"responseModalities": ["AUDIO", "TEXT"]},
+                }
+            },
+            1007,
+        ),
     ],
 )
 async def test_a_first_message_that_is_not_a_valid_setup_is_closed_with_1007(emu, first, code):

@@ -15,13 +15,31 @@ from typing import Any
 
 from tests.otlp_receiver import ReceivedSpan
 
-TYPES = {"span", "generation", "event", "embedding", "agent", "tool", "chain", "retriever",
-         "guardrail", "evaluator"}
+TYPES = {
+    "span",
+    "generation",
+    "event",
+    "embedding",
+    "agent",
+    "tool",
+    "chain",
+    "retriever",
+    "guardrail",
+    "evaluator",
+}
 LEVELS = {"DEBUG", "DEFAULT", "WARNING", "ERROR"}
 _GENERATION_OPS = {"chat", "completion", "text_completion", "generate_content", "generate"}
 _MODEL_KEYS = ("langfuse.observation.model.name", "gen_ai.response.model", "gen_ai.request.model")
-_KEEPS_USAGE = {"generation", "agent", "tool", "chain", "retriever", "guardrail", "evaluator",
-                "embedding"}
+_KEEPS_USAGE = {
+    "generation",
+    "agent",
+    "tool",
+    "chain",
+    "retriever",
+    "guardrail",
+    "evaluator",
+    "embedding",
+}
 STATUS_ERROR = 2  # OTLP Status.STATUS_CODE_ERROR
 
 
@@ -87,8 +105,12 @@ def _usage(a: dict[str, Any]) -> dict[str, int]:
         if not key.startswith("gen_ai.usage.") or not isinstance(v, int) or v < 0:
             continue
         name = key.removeprefix("gen_ai.usage.")
-        name = {"input_tokens": "input", "output_tokens": "output", "total_tokens": "total",
-                "cache_read.input_tokens": "input_cached_tokens"}.get(name, name)
+        name = {
+            "input_tokens": "input",
+            "output_tokens": "output",
+            "total_tokens": "total",
+            "cache_read.input_tokens": "input_cached_tokens",
+        }.get(name, name)
         usage[name] = v
     if "input_cached_tokens" in usage and "input" in usage:
         usage["input"] -= usage["input_cached_tokens"]
@@ -113,7 +135,7 @@ def _metadata(a: dict[str, Any], prefix: str) -> dict[str, Any]:
         out.update(json.loads(a[prefix]))
     for key, v in a.items():
         if key.startswith(prefix + "."):
-            out[key[len(prefix) + 1:]] = v
+            out[key[len(prefix) + 1 :]] = v
     return out
 
 
@@ -128,10 +150,14 @@ def to_observation(span: ReceivedSpan) -> Observation:
     keeps = obs_type in _KEEPS_USAGE and a.get("gen_ai.operation.name") != "invoke_agent"
     model = next((a[key] for key in _MODEL_KEYS if key in a), None) if keeps else None
     name = a["gen_ai.tool.name"] if obs_type == "tool" and "gen_ai.tool.name" in a else span.name
-    inp = a.get("langfuse.observation.input", a.get("gen_ai.input.messages",
-                a.get("gen_ai.tool.call.arguments")))
-    out = a.get("langfuse.observation.output", a.get("gen_ai.output.messages",
-                a.get("gen_ai.tool.call.result")))
+    inp = a.get(
+        "langfuse.observation.input",
+        a.get("gen_ai.input.messages", a.get("gen_ai.tool.call.arguments")),
+    )
+    out = a.get(
+        "langfuse.observation.output",
+        a.get("gen_ai.output.messages", a.get("gen_ai.tool.call.result")),
+    )
     return Observation(
         id=span.span_id,
         parent_id=span.parent_span_id or None,
@@ -153,8 +179,11 @@ def to_observation(span: ReceivedSpan) -> Observation:
 
 def _environment(a: dict[str, Any], resource: dict[str, Any]) -> str | None:
     for source in (a, resource):
-        for key in ("langfuse.environment", "deployment.environment.name",
-                    "deployment.environment"):
+        for key in (
+            "langfuse.environment",
+            "deployment.environment.name",
+            "deployment.environment",
+        ):
             if key in source:
                 env = str(source[key]).lower()
                 ok = re.fullmatch(r"[a-z0-9_-]{1,40}", env)
@@ -171,8 +200,9 @@ def to_trace(spans: list[ReceivedSpan]) -> Trace:
         a = span.attributes
         trace.name = a.get("langfuse.trace.name", span.name)
         trace.user_id = a.get("langfuse.user.id", a.get("user.id"))
-        trace.session_id = a.get("langfuse.session.id", a.get("session.id",
-                                 a.get("gen_ai.conversation.id")))
+        trace.session_id = a.get(
+            "langfuse.session.id", a.get("session.id", a.get("gen_ai.conversation.id"))
+        )
         trace.tags = tuple(a.get("langfuse.trace.tags", ()))
         trace.metadata.update(_metadata(a, "langfuse.trace.metadata"))
         trace.release = a.get("langfuse.release", span.resource.get("langfuse.release"))

@@ -16,10 +16,13 @@ SECRET_TEXT = (
 
 
 def _converse(traced: Traced, consent: bool) -> None:
-    s = traced.tel.start_session(session_info(
-        recording_consent=consent, secrets_blurred=("bluebird",),
-        system_prompt="You are helpful. Admin password=hunter22",
-    ))
+    s = traced.tel.start_session(
+        session_info(
+            recording_consent=consent,
+            secrets_blurred=("bluebird",),
+            system_prompt="You are helpful. Admin password=hunter22",
+        )
+    )
     s.input_transcript(SECRET_TEXT, finished=True)
     s.tool_call("c1", "lookup", {"email": "jane.doe@example.com"})
     s.tool_result("c1", {"phone": "+1 415 555 2671"})
@@ -55,8 +58,14 @@ def test_content_with_consent_is_present_and_redacted(traced_factory) -> None:
     tool = traced.one("execute_tool").attributes
     root = traced.one(k.SPAN_SESSION).attributes
     said = turn[k.LF_INPUT]
-    for raw in ("jane.doe@example.com", "4111 1111 1111 1111", "7946 0958", "AIzaSy",
-                "abcdefghijklmnop", "bluebird"):
+    for raw in (
+        "jane.doe@example.com",
+        "4111 1111 1111 1111",
+        "7946 0958",
+        "AIzaSy",
+        "abcdefghijklmnop",
+        "bluebird",
+    ):
         assert raw not in said, raw
     for marker in ("[EMAIL]", "[CARD]", "[PHONE]", "[API_KEY]", "Bearer [REDACTED]", "[REDACTED]"):
         assert marker in said, marker
@@ -83,8 +92,15 @@ def test_content_is_capped_before_it_touches_an_attribute(traced_factory) -> Non
 
 @pytest.mark.parametrize(
     ("value", "on"),
-    [("SPAN_ONLY", True), ("span_and_event", True), ("true", True), ("NO_CONTENT", False),
-     ("EVENT_ONLY", False), ("", False), ("false", False)],
+    [
+        ("SPAN_ONLY", True),
+        ("span_and_event", True),
+        ("true", True),
+        ("NO_CONTENT", False),
+        ("EVENT_ONLY", False),
+        ("", False),
+        ("false", False),
+    ],
 )
 def test_capture_switch_follows_the_official_env_var(value: str, on: bool) -> None:
     assert capture_from_env({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": value}) is on

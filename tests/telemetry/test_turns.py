@@ -64,8 +64,9 @@ def test_phases_are_contiguous_and_sum_exactly_to_total(traced: Traced) -> None:
     assert summary.ttfa_ms == 400.0
     s.end()
     turn = traced.one("invoke_agent").attributes
-    assert turn[k.TURN_TOTAL_MS] == (turn[k.TURN_USER_SPEECH_MS] + turn[k.TURN_ENDPOINTING_MS]
-                                     + turn[k.TURN_RESPONSE_MS])
+    assert turn[k.TURN_TOTAL_MS] == (
+        turn[k.TURN_USER_SPEECH_MS] + turn[k.TURN_ENDPOINTING_MS] + turn[k.TURN_RESPONSE_MS]
+    )
     chat = traced.one("chat")
     assert chat.attributes[k.RESPONSE_TIME_TO_FIRST_CHUNK] == pytest.approx(0.4)
     # the generation spans end of user speech → last audio

@@ -89,9 +89,17 @@ def test_usage_after_the_wait_still_reaches_the_generation_once(traced_factory) 
 
 def test_usage_details_do_not_overlap_and_total_is_their_sum() -> None:
     u = UsageSnapshot(
-        prompt=1000, cached=300, response=400, tool_use_prompt=60, thoughts=25, total=1485,
-        prompt_details=(ModalityTokens("TEXT", 200), ModalityTokens("AUDIO", 700),
-                        ModalityTokens("VIDEO", 50)),
+        prompt=1000,
+        cached=300,
+        response=400,
+        tool_use_prompt=60,
+        thoughts=25,
+        total=1485,
+        prompt_details=(
+            ModalityTokens("TEXT", 200),
+            ModalityTokens("AUDIO", 700),
+            ModalityTokens("VIDEO", 50),
+        ),
         cache_details=(ModalityTokens("AUDIO", 250), ModalityTokens("TEXT", 50)),
         response_details=(ModalityTokens("AUDIO", 380), ModalityTokens("TEXT", 20)),
         tool_use_prompt_details=(ModalityTokens("TEXT", 60),),
@@ -117,8 +125,12 @@ def test_usage_details_do_not_overlap_and_total_is_their_sum() -> None:
 
 
 def test_inconsistent_details_are_clamped_to_the_reported_counts() -> None:
-    u = UsageSnapshot(prompt=100, response=10, prompt_details=(ModalityTokens("AUDIO", 150),),
-                      response_details=(ModalityTokens("AUDIO", 30),))
+    u = UsageSnapshot(
+        prompt=100,
+        response=10,
+        prompt_details=(ModalityTokens("AUDIO", 150),),
+        response_details=(ModalityTokens("AUDIO", 30),),
+    )
     d = UsageBreakdown.from_snapshot(u).details()
     assert d["input_audio_tokens"] + d["input_text_tokens"] == 100
     assert d["output_audio_tokens"] == 10 and d["total"] == 110
@@ -126,16 +138,26 @@ def test_inconsistent_details_are_clamped_to_the_reported_counts() -> None:
 
 def test_cost_is_exact_decimal_against_the_price_table(traced: Traced) -> None:
     u = UsageSnapshot(
-        prompt=1000, cached=100, response=500, tool_use_prompt=40, thoughts=30,
+        prompt=1000,
+        cached=100,
+        response=500,
+        tool_use_prompt=40,
+        thoughts=30,
         prompt_details=(ModalityTokens("TEXT", 300), ModalityTokens("AUDIO", 700)),
         cache_details=(ModalityTokens("TEXT", 100),),
         response_details=(ModalityTokens("AUDIO", 480), ModalityTokens("TEXT", 20)),
     )
     # gemini-3.8-live: text in 0.75, audio in 3.00, text out 4.50, audio out 12.00 per 1M;
     # cached bills at its modality's input price, thinking as text output.
-    expected = (200 * Decimal("0.75") + 700 * Decimal("3.00") + 100 * Decimal("0.75")
-                + 40 * Decimal("0.75") + 20 * Decimal("4.50") + 480 * Decimal("12.00")
-                + 30 * Decimal("4.50")) / M
+    expected = (
+        200 * Decimal("0.75")
+        + 700 * Decimal("3.00")
+        + 100 * Decimal("0.75")
+        + 40 * Decimal("0.75")
+        + 20 * Decimal("4.50")
+        + 480 * Decimal("12.00")
+        + 30 * Decimal("4.50")
+    ) / M
     cost = PriceTable.load(None).cost("gemini-3.8-live", UsageBreakdown.from_snapshot(u))
     assert cost is not None and cost.total == expected
     s = traced.tel.start_session(session_info())
@@ -157,28 +179,41 @@ def test_cost_is_exact_decimal_against_the_price_table(traced: Traced) -> None:
 def test_model_families_match_by_pattern_and_unknown_models_have_no_cost() -> None:
     table = PriceTable.load(None)
     assert table.lookup("models/gemini-2.5-flash-native-audio-preview-09-2025").name == (
-        "gemini-2.5-flash-native-audio-*")
+        "gemini-2.5-flash-native-audio-*"
+    )
     assert table.lookup("gemini-3.8-live").name == "gemini-3.8-live"
     assert table.lookup("gemini-3.8-live-extended-thinking").name == "gemini-3.8-live-*"
     assert table.lookup("gpt-4o-realtime") is None
-    assert table.cost("gpt-4o-realtime", UsageBreakdown.from_snapshot(UsageSnapshot(prompt=1))) \
-        is None
+    assert (
+        table.cost("gpt-4o-realtime", UsageBreakdown.from_snapshot(UsageSnapshot(prompt=1))) is None
+    )
 
 
 def test_operator_price_file_overrides_and_extends(tmp_path: Path) -> None:
     path = tmp_path / "prices.json"
-    path.write_text(json.dumps({"as_of": "2027-01-01", "models": {
-        "gemini-3.8-live": {"input": {"text": "1.00", "audio": "4.00"}, "cached_input": "0.10",
-                            "output": {"text": "5.00", "audio": "15.00"}},
-        "my-model": {"input": {"text": "1"}, "output": {"text": "2"}},
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "as_of": "2027-01-01",
+                "models": {
+                    "gemini-3.8-live": {
+                        "input": {"text": "1.00", "audio": "4.00"},
+                        "cached_input": "0.10",
+                        "output": {"text": "5.00", "audio": "15.00"},
+                    },
+                    "my-model": {"input": {"text": "1"}, "output": {"text": "2"}},
+                },
+            }
+        )
+    )
     table = PriceTable.load(path)
     assert table.lookup("gemini-3.8-live").input["audio"] == Decimal("4.00")
     assert table.lookup("my-model") is not None
     assert table.lookup("gemini-2.0-flash-live-001") is not None  # packaged ones stay
     assert table.as_of == "2027-01-01"
-    cost = table.cost("gemini-3.8-live", UsageBreakdown.from_snapshot(
-        UsageSnapshot(prompt=1000, cached=1000)))
+    cost = table.cost(
+        "gemini-3.8-live", UsageBreakdown.from_snapshot(UsageSnapshot(prompt=1000, cached=1000))
+    )
     assert cost.details["input_cached_tokens"] == Decimal("0.0001")
 
 

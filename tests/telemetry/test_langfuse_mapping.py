@@ -1,0 +1,148 @@
+"""What Langfuse would build from our spans, decoded from real OTLP protobuf on the wire."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from telemetry import ModalityTokens, PriceTable, UsageSnapshot
+from telemetry.setup import configure_telemetry
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.telemetry.conftest import session_info
+from tests.telemetry.langfuse_mapping import (
+    DroppedObservation,
+    Observation,
+    to_observation,
+    to_trace,
+)
+
+USAGE = UsageSnapshot(
+    prompt=900,
+    cached=100,
+    response=300,
+    tool_use_prompt=30,
+    thoughts=12,
+    prompt_details=(ModalityTokens("TEXT", 300), ModalityTokens("AUDIO", 600)),
+    cache_details=(ModalityTokens("TEXT", 100),),
+    response_details=(ModalityTokens("AUDIO", 300),),
+)
+
+
+@pytest.fixture(scope="module")
+def wire() -> list[ReceivedSpan]:
+    """One realistic session exported through the real OTLP exporter, decoded from protobuf."""
+    with OtlpReceiver("ok") as rx:
+        tel = configure_telemetry(
+            env={
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": rx.traces_url,
+            },
+            pricing=PriceTable.load(None),
+            capture_content=True,
+            schedule_delay_ms=20,
+        )
+        s = tel.start_session(
+            session_info(tags=("mode:test", "beta"), environment="Staging", recording_consent=True)
+        )
+        s.connect_started()
+        s.connect_finished()
+        s.user_audio(0.02, voiced=True)
+        s.input_transcript("find coffee near me", finished=True)
+        s.tool_call("c1", "search_nearby", {"q": "coffee"})
+        time.sleep(0.005)
+        s.tool_result("c1", {"places": ["Kaffe"]})
+        s.model_audio(9600)
+        s.output_transcript("Kaffe is close.")
+        s.usage(USAGE)
+        s.turn_complete()
+        s.user_text("and now?")
+        s.model_audio(960)
+        s.interrupted()
+        s.turn_complete()
+        s.end("client_disconnect")
+        tel.force_flush(3.0)
+        spans = rx.wait_for_spans(7)
+        tel.shutdown(1.0)
+    return spans
+
+
+def _obs(wire: list[ReceivedSpan]) -> dict[str, list[Observation]]:
+    out: dict[str, list[Observation]] = {}
+    for span in wire:
+        o = to_observation(span)
+        out.setdefault(o.type, []).append(o)
+    return out
+
+
+def test_observation_types_are_the_intended_ones(wire) -> None:
+    obs = _obs(wire)
+    assert sorted(o.name for o in obs["span"]) == ["model.connect", "voice_session"]
+    assert len(obs["agent"]) == 2 and len(obs["generation"]) == 2
+    assert [o.name for o in obs["tool"]] == ["search_nearby"]
+    assert set(obs) == {"span", "agent", "generation", "tool"}
+
+
+def test_every_level_is_valid_so_no_observation_is_dropped(wire) -> None:
+    for span in wire:
+        to_observation(span)  # raises DroppedObservation on an invalid level
+
+
+def test_mapping_drops_an_invalid_level() -> None:
+    span = ReceivedSpan(
+        "x", "t", "s", "", 1, 0, 1, {"langfuse.observation.level": "warn"}, {}, 0, ""
+    )
+    with pytest.raises(DroppedObservation):
+        to_observation(span)
+
+
+def test_usage_and_cost_only_on_generations_and_usage_is_not_doubled(wire) -> None:
+    obs = _obs(wire)
+    for kind in ("span", "agent", "tool"):
+        assert all(o.usage == {} and o.cost == {} for o in obs[kind]), kind
+    full = next(o for o in obs["generation"] if o.usage)
+    # Langfuse takes usage_details as is (it replaces gen_ai.usage.*): no audio double count
+    assert full.usage["total"] == 900 + 30 + 300 + 12
+    assert full.usage["total"] == sum(v for key, v in full.usage.items() if key != "total")
+    assert full.usage["input_audio_tokens"] == 600 and full.usage["input_cached_tokens"] == 100
+    assert full.cost["total"] == pytest.approx(
+        sum(v for key, v in full.cost.items() if key != "total")
+    )
+    assert full.model == "gemini-3.8-live"
+    assert full.completion_start_time is not None
+    sessions_cost = sum(o.cost.get("total", 0.0) for o in obs["generation"])
+    assert sessions_cost == pytest.approx(full.cost["total"])  # the usage-less turn adds nothing
+
+
+def test_agent_observations_have_no_model(wire) -> None:
+    assert all(o.model is None for o in _obs(wire)["agent"])
+
+
+def test_trace_fields_come_out_right(wire) -> None:
+    trace = to_trace(wire)
+    assert trace.name == "voice_session"
+    assert trace.user_id == "alice" and trace.session_id == "sess-1"
+    assert trace.tags == ("mode:test", "beta")
+    assert trace.environment == "staging"
+    assert trace.release is None
+    assert trace.metadata["turns"] == 2 and trace.metadata["end_reason"] == "client_disconnect"
+
+
+def test_turns_stay_attributed_without_the_root(wire) -> None:
+    """A crash that loses the root still leaves turns grouped under user and session."""
+    trace = to_trace([s for s in wire if s.parent_span_id])
+    assert trace.user_id == "alice" and trace.session_id == "sess-1"
+
+
+def test_kpis_are_filterable_metadata(wire) -> None:
+    agents = _obs(wire)["agent"]
+    interrupted = next(o for o in agents if o.metadata["interrupted"])
+    assert interrupted.metadata["end_reason"] == "interrupted"
+    assert {"turn", "total_ms", "end_reason"} <= set(agents[0].metadata)
+
+
+def test_content_maps_to_input_and_output(wire) -> None:
+    obs = _obs(wire)
+    first = next(o for o in obs["agent"] if o.metadata["turn"] == 1)
+    assert first.input == "find coffee near me" and first.output == "Kaffe is close."
+    assert obs["tool"][0].input == '{"q":"coffee"}'
