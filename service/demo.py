@@ -64,12 +64,12 @@ class _Printer:
             print(f"  🔧 result : {m['name']} {status} in {m['duration_ms']:.1f} ms")
         elif kind == "interrupted":
             said = self._partial.pop((m.get("turn"), "model"), "").strip()
-            print(f"  🤖 model  : {said} …")
+            print(f"  🤖 model  : {_clip(said, 100)} (cut off)")
             print(f"  ✋ barge-in: turn {m['turn']} interrupted")
         elif kind == "turn_complete":
             said = self._partial.pop((m["number"], "model"), "").strip()
             if said:
-                print(f"  🤖 model  : {said}")
+                print(f"  🤖 model  : {_clip(said)}")
             cost = f"${m['cost_usd']:.5f}" if m.get("cost_usd") is not None else "n/a"
             print(
                 f"  ⏱  turn {m['number']} {m['end_reason']}: total {m['total_ms']:.0f} ms "
@@ -78,6 +78,10 @@ class _Printer:
             )
         elif kind in ("budget_warning", "session_paused", "error"):
             print(f"  ⚠  {kind}: {json.dumps({k: v for k, v in m.items() if k != 'type'})}")
+
+
+def _clip(text: str, limit: int = 140) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _ms(value: float | None) -> str:
@@ -96,7 +100,8 @@ def _post_json(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _spoken(client: VoiceClient, seconds: float) -> None:
-    await client.say(speech_like(seconds) + silence(0.6))
+    # 100 ms frames at real-time pace, like a phone app's microphone, so the latency phases are real.
+    await client.say(speech_like(seconds) + silence(0.6), frame_ms=100, pace_s=0.1)
 
 
 async def run_demo(verbose: bool = True) -> int:
@@ -144,7 +149,13 @@ async def run_demo(verbose: bool = True) -> int:
             telemetry.force_flush(5.0)
             spans = memory.get_finished_spans()
             if verbose:
-                print("\nsession summary:", json.dumps(ended["summary"], indent=None))
+                summary = ended["summary"]
+                print(
+                    f"\nsession {summary['end_reason']}: {summary['turns']} turns, "
+                    f"{summary['tool_calls']} tool calls, {summary['interruptions']} interruption(s), "
+                    f"{summary['input_tokens']} input / {summary['output_tokens']} output tokens, "
+                    f"${summary['cost_usd']:.5f}"
+                )
             print("\ntrace of the session:")
             print(format_trace(spans))
             print(f"\n{len(spans)} spans; exported to: {_export_targets()}")
