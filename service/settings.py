@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         "directions with your tools."
     )
     silence_duration_ms: int = 300
+    # Server-side voice activity detection ends turns; turn it off for push-to-talk clients,
+    # which then mark turns with `activity_start` / `activity_end`.
+    automatic_activity_detection: bool = True
     model_connect_timeout_s: float = 10.0
 
     # Tools

@@ -218,6 +218,7 @@ class VoiceBridge:
             system_prompt=settings.system_prompt,
             tools=tuple(self.deps.tools.specs()),
             silence_duration_ms=settings.silence_duration_ms,
+            automatic_activity_detection=settings.automatic_activity_detection,
             api_key=(
                 settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
             ),
@@ -357,6 +358,14 @@ class VoiceBridge:
             case AudioEnd():
                 self._trace.audio_stream_end()
                 await self._model.send_audio_end()
+            case ActivityStart() | ActivityEnd() if self._settings.automatic_activity_detection:
+                # Gemini closes the whole session (1007) on activity markers while its own voice
+                # detection is on; refuse them here so one bad client frame cannot do that.
+                raise ProtocolError(
+                    "activity_detection_automatic",
+                    "activity_start/activity_end need server voice detection turned off "
+                    "(VOICETRACE_AUTOMATIC_ACTIVITY_DETECTION=false)",
+                )
             case ActivityStart():
                 self._trace.user_activity("start")
                 await self._model.send_activity_start()
