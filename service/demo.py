@@ -31,7 +31,7 @@ from service.voice.audio import silence, speech_like
 from telemetry import PriceTable
 from telemetry.setup import configure_telemetry
 
-# What the spoken turns "say": the emulator cannot recognise speech, so its transcripts are scripted.
+# What the spoken turns "say": the emulator cannot recognise speech, so transcripts are scripted.
 SPOKEN = [
     "What's a nice thing to do this afternoon?",
     "Tell me more about the old town.",
@@ -100,7 +100,7 @@ def _post_json(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _spoken(client: VoiceClient, seconds: float) -> None:
-    # 100 ms frames at real-time pace, like a phone app's microphone, so the latency phases are real.
+    # 100 ms frames at real-time pace, like a phone's microphone, so the latency phases are real.
     await client.say(speech_like(seconds) + silence(0.6), frame_ms=100, pace_s=0.1)
 
 
@@ -152,7 +152,8 @@ async def run_demo(verbose: bool = True) -> int:
                 summary = ended["summary"]
                 print(
                     f"\nsession {summary['end_reason']}: {summary['turns']} turns, "
-                    f"{summary['tool_calls']} tool calls, {summary['interruptions']} interruption(s), "
+                    f"{summary['tool_calls']} tool calls, "
+                    f"{summary['interruptions']} interruption(s), "
                     f"{summary['input_tokens']} input / {summary['output_tokens']} output tokens, "
                     f"${summary['cost_usd']:.5f}"
                 )

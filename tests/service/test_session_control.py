@@ -1,4 +1,4 @@
-"""What changes a live session besides its own audio: budgets, REST pause/resume/end, push-to-talk."""
+"""What changes a live session besides its audio: budgets, REST pause/resume/end, push-to-talk."""
 
 from __future__ import annotations
 
