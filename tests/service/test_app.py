@@ -64,3 +64,31 @@ def test_cli_rejects_bad_arguments_with_a_message(argv, capsys):
         main(argv)
     assert exc.value.code == 2
     assert "voicetrace" in capsys.readouterr().err
+
+
+async def test_metrics_endpoint_is_off_by_default(start_service):
+    svc = await start_service()
+    response = await svc.http.get("/metrics")
+    assert response.status_code == 404
+    assert "OTEL_METRICS_EXPORTER=prometheus" in response.json()["detail"]
+
+
+async def test_prometheus_metrics_show_voice_and_genai_histograms(start_service, monkeypatch):
+    from service.client import VoiceClient
+
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus")
+    svc = await start_service()
+    session = await svc.create_session("mia")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("mia")) as client:
+        await client.wait_for("session_started")
+        await client.send("text", text="Hello")
+        await client.wait_for("turn_complete")
+        await client.send("end")
+        await client.wait_for("session_ended")
+    svc.telemetry.force_flush(5.0)
+    body = (await svc.http.get("/metrics")).text
+    assert "gen_ai_client_operation_duration_seconds_bucket" in body
+    assert "gen_ai_client_token_usage" in body
+    for name in ("voice_turns_total", "voice_turn_phase_duration_seconds_bucket",
+                 "voice_tokens_total", "voice_sessions_active", "voice_telemetry_spans_total"):
+        assert name in body, name
