@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from service.sessions.errors import InvalidTransition
 from service.sessions.state import SessionState
 from service.settings import Settings
 from service.voice import events as ev
@@ -100,9 +101,10 @@ class VoiceHub:
         for bridge in bridges:
             bridge.stop(reason)
         if bridges:
-            await asyncio.wait(
-                [asyncio.ensure_future(b.finished.wait()) for b in bridges], timeout=timeout_s
-            )
+            waiters = [asyncio.ensure_future(b.finished.wait()) for b in bridges]
+            _, pending = await asyncio.wait(waiters, timeout=timeout_s)
+            for waiter in pending:
+                waiter.cancel()
 
 
 class _RateLimiter:
@@ -172,7 +174,6 @@ class VoiceBridge:
 
     async def run(self) -> None:
         settings, deps = self._settings, self.deps
-        deps.hub.add(self)
         try:
             await deps.store.transition(
                 self.session_id,
@@ -180,6 +181,12 @@ class VoiceBridge:
                 SessionState.LIVE,
                 only_from={SessionState.CONNECTING},
             )
+        except InvalidTransition as exc:  # another connection won the race for this session
+            await self.ws.close(CLOSE_POLICY, f"session is {exc.current.value}, not CONNECTING")
+            self.finished.set()
+            return
+        deps.hub.add(self)
+        try:
             self._trace = deps.telemetry.start_session(
                 SessionInfo(
                     session_id=self.session_id,

@@ -249,3 +249,21 @@ async def test_websocket_refuses_before_any_audio_with_1008(start_service, case)
     async with VoiceClient.connect(url, token) as client:
         assert await client.wait_closed() == 1008
         assert not client.of_type("session_started")
+
+
+async def test_a_second_connection_to_a_live_session_is_refused_and_harms_nothing(start_service):
+    svc = await start_service()
+    session = await svc.create_session("kim")
+    url, token = svc.ws_url(session["id"]), svc.token("kim")
+    async with VoiceClient.connect(url, token) as first, VoiceClient.connect(url, token) as second:
+        codes = await asyncio.gather(
+            first.wait_for("session_started"),
+            second.wait_for("session_started"),
+            return_exceptions=True,
+        )
+        winner, loser = (first, second) if isinstance(codes[1], Exception) else (second, first)
+        assert sum(isinstance(c, Exception) for c in codes) == 1
+        assert await loser.wait_closed() == 1008
+        await winner.send("text", text="Still mine?")
+        assert (await winner.wait_for("turn_complete"))["end_reason"] == "completed"
+        assert (await svc.get_session(session["id"], "kim"))["state"] == "LIVE"
