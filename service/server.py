@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import socket
 from collections.abc import AsyncIterator
 
@@ -39,10 +41,27 @@ class VoiceServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class RedactTokenFilter(logging.Filter):
+    """Browsers may pass the bearer token as `?token=`; uvicorn logs WebSocket paths with their
+    query strings. Blank the token out of every record before any handler sees it."""
+
+    _TOKEN = re.compile(r"([?&](?:token|key|access_token)=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(
+                self._TOKEN.sub(r"\1[REDACTED]", a) if isinstance(a, str) else a
+                for a in (record.args if isinstance(record.args, tuple) else (record.args,))
+            )
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = self._TOKEN.sub(r"\1[REDACTED]", record.msg)
+        return True
+
+
 def uvicorn_config(
     app: FastAPI, host: str, port: int, log_level: str, max_frame_bytes: int
 ) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -52,6 +71,12 @@ def uvicorn_config(
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+    # After Config(): it (re)configures uvicorn's loggers; filters on them survive that.
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokenFilter) for f in logger.filters):
+            logger.addFilter(RedactTokenFilter())
+    return config
 
 
 @contextlib.asynccontextmanager

@@ -1,9 +1,10 @@
-"""Build and emit one session's spans from finished records.
+"""Build and emit one session's spans from finished records (on the emitter thread).
 
 Every span is created with all its attributes and explicit start/end timestamps, then ended
 at once: cheaper than `set_attribute` calls, and no span can be left open. This is also the one
 mapping layer from our records to attribute keys (GenAI semconv + Langfuse + `voice.*`), so a
-future OTel voice convention is adopted here without touching the recording code.
+future OTel voice convention is adopted here without touching the recording code. The
+attributes every span of a kind shares are built once per session, not once per span.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from telemetry import keys as k
-from telemetry.content import Redactor
+from telemetry.content import Redactor, redact_always
 from telemetry.health import TelemetryHealth
 from telemetry.prices import Cost, PriceTable
-from telemetry.records import SessionInfo
+from telemetry.records import SessionInfo, SessionSummary
 from telemetry.turns import ToolRecord, TurnRecord
 from telemetry.usage import UsageBreakdown
 
@@ -72,22 +73,53 @@ class SpanFactory:
             self.server[k.SERVER_ADDRESS] = info.server_address
         if info.server_port:
             self.server[k.SERVER_PORT] = int(info.server_port)
+        # What every span of a kind shares, built once per session (each span copies it).
+        provider, model = info.provider, info.model
+        self._connect_base: Attrs = {
+            **self.ids,
+            **self.server,
+            k.LF_OBSERVATION_TYPE: k.OBS_SPAN,
+            k.PROVIDER_NAME: provider,
+        }
+        self._turn_base: Attrs = {
+            **self.ids,
+            k.LF_OBSERVATION_TYPE: k.OBS_AGENT,
+            k.OPERATION_NAME: k.OP_INVOKE_AGENT,
+            k.AGENT_NAME: info.agent_name,
+            k.PROVIDER_NAME: provider,
+        }
+        self._chat_base: Attrs = {
+            **self.ids,
+            **self.server,
+            k.LF_OBSERVATION_TYPE: k.OBS_GENERATION,
+            k.OPERATION_NAME: k.OP_CHAT,
+            k.PROVIDER_NAME: provider,
+            k.REQUEST_MODEL: model,
+            k.RESPONSE_MODEL: model,
+        }
+        self._tool_base: Attrs = {
+            **self.ids,
+            k.LF_OBSERVATION_TYPE: k.OBS_TOOL,
+            k.OPERATION_NAME: k.OP_EXECUTE_TOOL,
+            k.TOOL_TYPE: "function",
+        }
+        self._turn_name = f"{k.OP_INVOKE_AGENT} {info.agent_name}"
+        self._chat_name = f"{k.OP_CHAT} {model}"
 
     # -- primitives ---------------------------------------------------------------------------
     def emit(
         self,
         name: str,
         kind: SpanKind,
-        parent: SpanContext | None,
+        parent: Context | None,
         start_ns: int,
         end_ns: int,
         attrs: Attrs,
         events: Iterable[Event] = (),
         error: str | None = None,
-    ) -> SpanContext:
-        ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+    ) -> Span:
         span = self.tracer.start_span(
-            name, context=ctx, kind=kind, attributes=attrs, start_time=start_ns
+            name, context=parent, kind=kind, attributes=attrs, start_time=start_ns
         )
         self.health.add("spans_started")
         try:
@@ -97,7 +129,7 @@ class SpanFactory:
                 span.set_status(Status(StatusCode.ERROR, error))
         finally:
             span.end(end_time=max(end_ns, start_ns))
-        return span.get_span_context()
+        return span
 
     def texts(self, t: TurnRecord) -> tuple[str | None, str | None]:
         """The turn's user and model text, redacted once for both of its spans."""
@@ -133,10 +165,44 @@ class SpanFactory:
             )
         return attrs
 
+    @staticmethod
+    def root_end_attributes(s: SessionSummary, error: str | None) -> Attrs:
+        """The `voice.session.*` totals and trace KPIs the root gets when the session ends;
+        `error` (already redacted) is set only for error end reasons."""
+        level = level_for(s.end_reason)
+        attrs: Attrs = {
+            k.SESSION_END_REASON: s.end_reason,
+            k.SESSION_TURNS: s.turns,
+            k.SESSION_TOOL_CALLS: s.tool_calls,
+            k.SESSION_TOOL_ERRORS: s.tool_errors,
+            k.SESSION_INTERRUPTIONS: s.interruptions,
+            k.SESSION_DURATION_S: s.duration_s,
+            k.SESSION_INPUT_TOKENS: s.input_tokens,
+            k.SESSION_OUTPUT_TOKENS: s.output_tokens,
+            k.SESSION_AUDIO_IN_S: s.audio_in_s,
+            k.SESSION_AUDIO_OUT_S: s.audio_out_s,
+            k.SESSION_RECONNECTS: s.reconnects,
+            k.LF_LEVEL: k.LEVEL_ERROR
+            if error
+            else (k.LEVEL_WARNING if level == k.LEVEL_WARNING else k.LEVEL_DEFAULT),
+            k.trace_metadata("turns"): s.turns,
+            k.trace_metadata("interruptions"): s.interruptions,
+            k.trace_metadata("tool_errors"): s.tool_errors,
+            k.trace_metadata("end_reason"): s.end_reason,
+            k.trace_metadata("duration_s"): round(s.duration_s, 3),
+        }
+        if s.cost_usd is not None:
+            attrs[k.SESSION_COST_USD] = s.cost_usd
+            attrs[k.trace_metadata("cost_usd")] = s.cost_usd
+        if error:
+            attrs[k.ERROR_TYPE] = s.end_reason
+            attrs[k.LF_STATUS_MESSAGE] = error
+        return attrs
+
     # -- connect ------------------------------------------------------------------------------
     def connect(
         self,
-        parent: SpanContext | None,
+        parent: Context | None,
         start_ns: int,
         end_ns: int,
         resumed: bool,
@@ -146,10 +212,7 @@ class SpanFactory:
         # No model attribute here, and the type set explicitly: Langfuse would otherwise turn a
         # span with a model attribute into a GENERATION (peers' inflated generation counts).
         attrs: Attrs = {
-            **self.ids,
-            **self.server,
-            k.LF_OBSERVATION_TYPE: k.OBS_SPAN,
-            k.PROVIDER_NAME: self.info.provider,
+            **self._connect_base,
             k.CONNECT_RESUMED: resumed,
             k.LF_LEVEL: k.LEVEL_ERROR if error else k.LEVEL_DEFAULT,
         }
@@ -161,26 +224,23 @@ class SpanFactory:
         self.emit(k.SPAN_CONNECT, SpanKind.INTERNAL, parent, start_ns, end_ns, attrs, error=error)
 
     # -- turn -----------------------------------------------------------------------------------
-    def turn(self, t: TurnRecord, parent: SpanContext | None) -> SpanContext:
+    def turn(self, t: TurnRecord, parent: Context | None) -> Span:
         reason = t.end_reason or "completed"
-        phases = t.phases_ms()
-        ttfa = t.ttfa_ms()
+        t0, t1, t2, t3 = t.timeline()
+        speech, endpointing, response = (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6
+        total = speech + endpointing + response
         heard, source = t.heard()
         level = level_for(reason)
         attrs: Attrs = {
-            **self.ids,
-            k.LF_OBSERVATION_TYPE: k.OBS_AGENT,
-            k.OPERATION_NAME: k.OP_INVOKE_AGENT,
-            k.AGENT_NAME: self.info.agent_name,
-            k.PROVIDER_NAME: self.info.provider,
+            **self._turn_base,
             k.TURN_NUMBER: t.number,
             k.TURN_END_REASON: reason,
             k.TURN_TRIGGER: t.trigger,
             k.TURN_INTERRUPTED: t.interrupted,
-            k.TURN_USER_SPEECH_MS: phases["user_speech"],
-            k.TURN_ENDPOINTING_MS: phases["endpointing"],
-            k.TURN_RESPONSE_MS: phases["response"],
-            k.TURN_TOTAL_MS: phases["total"],
+            k.TURN_USER_SPEECH_MS: speech,
+            k.TURN_ENDPOINTING_MS: endpointing,
+            k.TURN_RESPONSE_MS: response,
+            k.TURN_TOTAL_MS: total,
             k.TURN_TOOL_MS: t.tool_ms(),
             k.AUDIO_IN_MS: t.audio_in_s * 1000.0,
             k.AUDIO_OUT_MS: t.audio_out_ms,
@@ -191,13 +251,14 @@ class SpanFactory:
             k.obs_metadata("turn"): t.number,
             k.obs_metadata("end_reason"): reason,
             k.obs_metadata("interrupted"): t.interrupted,
-            k.obs_metadata("total_ms"): round(phases["total"], 1),
+            k.obs_metadata("total_ms"): round(total, 1),
         }
-        if ttfa is not None:
+        if t.first_output_ns is not None:
+            ttfa = max(t.first_output_ns - t1, 0) / 1e6
             attrs[k.TURN_TTFA_MS] = ttfa
             attrs[k.obs_metadata("ttfa_ms")] = round(ttfa, 1)
-        perceived = t.perceived_latency_ms()
-        if perceived is not None:
+        if t.playback_start_ns is not None:
+            perceived = max(t.playback_start_ns - t1, 0) / 1e6
             attrs[k.TURN_PERCEIVED_LATENCY_MS] = perceived
             attrs[k.obs_metadata("perceived_latency_ms")] = round(perceived, 1)
         if self.redact is not None:
@@ -213,34 +274,27 @@ class SpanFactory:
             error = reason
             attrs[k.ERROR_TYPE] = reason
             attrs[k.LF_STATUS_MESSAGE] = reason
-        t0, _, _, t3 = t.timeline()
         end = max(t3, t.close_ns or t3)
         return self.emit(
-            f"{k.OP_INVOKE_AGENT} {self.info.agent_name}",
-            SpanKind.INTERNAL,
-            parent,
-            t0,
-            end,
-            attrs,
-            t.events,
-            error,
+            self._turn_name, SpanKind.INTERNAL, parent, t0, end, attrs, t.events, error
         )
 
     # -- generation -----------------------------------------------------------------------------
-    def chat(self, t: TurnRecord, usage: UsageBreakdown | None, cost: Cost | None) -> None:
+    def chat(
+        self,
+        t: TurnRecord,
+        parent: Context | None,
+        usage: UsageBreakdown | None,
+        cost: Cost | None,
+        late: bool,
+    ) -> None:
         reason = t.end_reason or "completed"
         _, t1, _, t3 = t.timeline()
-        model = self.info.model
+        finish = _FINISH.get(reason, reason)
         attrs: Attrs = {
-            **self.ids,
-            **self.server,
-            k.LF_OBSERVATION_TYPE: k.OBS_GENERATION,
-            k.OPERATION_NAME: k.OP_CHAT,
-            k.PROVIDER_NAME: self.info.provider,
-            k.REQUEST_MODEL: model,
-            k.RESPONSE_MODEL: model,
+            **self._chat_base,
             k.OUTPUT_TYPE: k.OUTPUT_SPEECH if t.audio_out_ms > 0 else k.OUTPUT_TEXT,
-            k.RESPONSE_FINISH_REASONS: (_FINISH.get(reason, reason),),
+            k.RESPONSE_FINISH_REASONS: (finish,),
             k.TURN_NUMBER: t.number,
             k.AUDIO_OUT_MS: t.audio_out_ms,
             k.obs_metadata("turn"): t.number,
@@ -259,14 +313,15 @@ class SpanFactory:
             level, status_message = k.LEVEL_WARNING, "usage not received for this turn"
         else:
             attrs.update(usage.attributes())
-            if t.usage_late:
+            if late:
                 attrs[k.USAGE_LATE] = True
         if cost is not None:
+            total = float(cost.total)
             attrs[k.LF_COST_DETAILS] = cost.details_json()
-            attrs[k.COST_USD] = float(cost.total)
+            attrs[k.COST_USD] = total
             attrs[k.COST_USD_DECIMAL] = str(cost.total)
             attrs[k.COST_PRICE_KEY] = cost.model
-            attrs[k.obs_metadata("cost_usd")] = float(cost.total)
+            attrs[k.obs_metadata("cost_usd")] = total
             unheard_cost = self.unheard_cost(usage, t.audio_out_ms, unheard_ms)
             if unheard_cost is not None:
                 attrs[k.AUDIO_UNHEARD_COST_USD] = float(unheard_cost)
@@ -282,18 +337,9 @@ class SpanFactory:
             if said:
                 attrs[k.INPUT_MESSAGES] = _messages("user", said)
             if answer:
-                attrs[k.OUTPUT_MESSAGES] = _messages(
-                    "assistant", answer, _FINISH.get(reason, reason)
-                )
-        self.emit(
-            f"{k.OP_CHAT} {model}",
-            SpanKind.CLIENT,
-            t.span_context,
-            t1,
-            t3,
-            attrs,
-            error=reason if level == k.LEVEL_ERROR else None,
-        )
+                attrs[k.OUTPUT_MESSAGES] = _messages("assistant", answer, finish)
+        error = reason if level == k.LEVEL_ERROR else None
+        self.emit(self._chat_name, SpanKind.CLIENT, parent, t1, t3, attrs, error=error)
 
     def unheard_cost(
         self, usage: UsageBreakdown | None, out_ms: float, unheard_ms: float
@@ -305,15 +351,12 @@ class SpanFactory:
         return self.prices.audio_output_cost(self.info.model, usage.output["audio"] * share)
 
     # -- tools ----------------------------------------------------------------------------------
-    def tool(self, tool: ToolRecord, end_ns: int) -> None:
+    def tool(self, tool: ToolRecord, parent: Context | None, end_ns: int) -> None:
         status = tool.status or "abandoned"
         attrs: Attrs = {
-            **self.ids,
-            k.LF_OBSERVATION_TYPE: k.OBS_TOOL,
-            k.OPERATION_NAME: k.OP_EXECUTE_TOOL,
+            **self._tool_base,
             k.TOOL_NAME: tool.name,
             k.TOOL_CALL_ID: tool.call_id,
-            k.TOOL_TYPE: "function",
             k.TOOL_STATUS: status,
             k.TOOL_NON_BLOCKING: tool.non_blocking,
             k.TURN_NUMBER: tool.turn.number,
@@ -324,7 +367,7 @@ class SpanFactory:
         error = None
         level = k.LEVEL_DEFAULT
         if status == "error":
-            level, error = k.LEVEL_ERROR, tool.error or "error"
+            level, error = k.LEVEL_ERROR, redact_always(tool.error or "error")
             attrs[k.ERROR_TYPE] = "tool_error"
             attrs[k.LF_STATUS_MESSAGE] = error
         elif status == "abandoned":
@@ -338,7 +381,7 @@ class SpanFactory:
         self.emit(
             f"{k.OP_EXECUTE_TOOL} {tool.name}",
             SpanKind.INTERNAL,
-            tool.turn.span_context,
+            parent,
             tool.start_ns,
             end_ns,
             attrs,

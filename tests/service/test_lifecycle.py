@@ -145,13 +145,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(tmp_path: Path, emulator: Emulator, port: int, otlp: str | None) -> subprocess.Popen:
+def _serve(
+    tmp_path: Path, emulator: Emulator, port: int, otlp: str | None, log_level: str = "warning"
+) -> subprocess.Popen:
     env = {
         **os.environ,
         **emulator.env(),
         "VOICETRACE_JWT_SECRET": JWT_SECRET,
         "VOICETRACE_SQLITE_PATH": str(tmp_path / "serve.db"),
-        "VOICETRACE_LOG_LEVEL": "warning",
+        "VOICETRACE_LOG_LEVEL": log_level,
         "OTEL_TRACES_EXPORTER": "otlp" if otlp else "none",
     }
     if otlp:
@@ -253,3 +255,27 @@ async def test_sessions_left_live_by_a_crash_are_ended_on_the_next_start(tmp_pat
         finally:
             proc.terminate()
             await asyncio.to_thread(proc.wait, 15)
+
+
+async def test_a_query_string_token_never_reaches_the_server_log(tmp_path):
+    import websockets
+
+    from service.api.auth import mint_token
+
+    token = mint_token("fay", JWT_SECRET)
+    async with Emulator() as emulator:
+        port = _free_port()
+        proc = _serve(tmp_path, emulator, port, otlp=None, log_level="info")
+        try:
+            base = f"http://127.0.0.1:{port}"
+            await _wait_healthy(base, proc)
+            session_id = await _create(base, token)
+            url = f"ws://127.0.0.1:{port}/v1/voice/{session_id}?token={token}"
+            async with websockets.connect(url) as ws:
+                assert '"session_started"' in await asyncio.wait_for(ws.recv(), 10)
+        finally:
+            proc.terminate()
+            output, _ = await asyncio.to_thread(proc.communicate, timeout=15)
+    log = output.decode()
+    assert f"/v1/voice/{session_id}?token=[REDACTED]" in log  # the line is there, the token is not
+    assert token not in log and token.split(".")[2] not in log
