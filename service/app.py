@@ -18,8 +18,9 @@ from service.api.errors import register_error_handlers
 from service.sessions.db import Database
 from service.sessions.store import SessionStore
 from service.settings import Settings
-from service.voice.bridge import BridgeDeps, VoiceHub
+from service.voice.bridge import BridgeDeps
 from service.voice.demo_tools import demo_registry
+from service.voice.hub import VoiceHub
 from service.voice.tools import ToolRegistry
 from telemetry import PriceTable, VoiceTelemetry
 from telemetry.setup import configure_telemetry

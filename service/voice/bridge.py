@@ -24,6 +24,7 @@ from service.settings import Settings
 from service.voice import events as ev
 from service.voice.audio import is_voiced, pcm16_duration_s
 from service.voice.budget import BudgetCheck, BudgetTracker
+from service.voice.hub import VoiceHub
 from service.voice.model import GeminiLive, LiveModelConfig
 from service.voice.protocol import (
     INPUT_SAMPLE_RATE,
@@ -63,48 +64,6 @@ class BridgeDeps:
     telemetry: VoiceTelemetry
     tools: ToolRegistry
     hub: VoiceHub
-
-
-class VoiceHub:
-    """The live bridges of this process, so shutdown can end each one cleanly."""
-
-    def __init__(self) -> None:
-        self._bridges: set[VoiceBridge] = set()
-
-    def __len__(self) -> int:
-        return len(self._bridges)
-
-    def add(self, bridge: VoiceBridge) -> None:
-        self._bridges.add(bridge)
-
-    def discard(self, bridge: VoiceBridge) -> None:
-        self._bridges.discard(bridge)
-
-    def find(self, session_id: str) -> VoiceBridge | None:
-        return next((b for b in self._bridges if b.session_id == session_id), None)
-
-    def session_changed(self, session: Any) -> None:
-        """REST changed a session (`service.api.deps.SessionListener`): apply it to its bridge."""
-        bridge = self.find(session.id)
-        if bridge is None:
-            return
-        if session.state == SessionState.ENDED:
-            bridge.stop(session.end_reason or "ended_by_user")
-        elif session.state == SessionState.PAUSED:
-            bridge.set_paused(True, session.state_reason or "paused_by_user")
-        elif session.state == SessionState.LIVE:
-            bridge.set_paused(False, session.state_reason or "resumed_by_user")
-
-    async def drain(self, reason: str, timeout_s: float) -> None:
-        """Ask every bridge to end with `reason` and wait (bounded) until they have."""
-        bridges = list(self._bridges)
-        for bridge in bridges:
-            bridge.stop(reason)
-        if bridges:
-            waiters = [asyncio.ensure_future(b.finished.wait()) for b in bridges]
-            _, pending = await asyncio.wait(waiters, timeout=timeout_s)
-            for waiter in pending:
-                waiter.cancel()
 
 
 class _RateLimiter:
