@@ -89,6 +89,11 @@ async def test_prometheus_metrics_show_voice_and_genai_histograms(start_service,
     body = (await svc.http.get("/metrics")).text
     assert "gen_ai_client_operation_duration_seconds_bucket" in body
     assert "gen_ai_client_token_usage" in body
-    for name in ("voice_turns_total", "voice_turn_phase_duration_seconds_bucket",
-                 "voice_tokens_total", "voice_sessions_active", "voice_telemetry_spans_total"):
+    for name in (
+        "voice_turns_total",
+        "voice_turn_phase_duration_seconds_bucket",
+        "voice_tokens_total",
+        "voice_sessions_active",
+        "voice_telemetry_spans_total",
+    ):
         assert name in body, name
