@@ -146,6 +146,8 @@ class VoiceBridge:
             return
         deps.hub.add(self)
         try:
+            self._model = GeminiLive(self._model_config())
+            host, port = self._model.endpoint
             self._trace = deps.telemetry.start_session(
                 SessionInfo(
                     session_id=self.session_id,
@@ -157,6 +159,8 @@ class VoiceBridge:
                     system_prompt=settings.system_prompt,
                     tags=(f"mode:{self.session.mode}",) if self.session.mode else (),
                     environment=settings.environment,
+                    server_address=host,
+                    server_port=port,
                 )
             )
             if await self._connect_model():
@@ -176,9 +180,9 @@ class VoiceBridge:
         finally:
             await self._finish()
 
-    async def _connect_model(self) -> bool:
+    def _model_config(self) -> LiveModelConfig:
         settings = self._settings
-        config = LiveModelConfig(
+        return LiveModelConfig(
             model=settings.model,
             voice=settings.voice,
             system_prompt=settings.system_prompt,
@@ -190,7 +194,9 @@ class VoiceBridge:
             ),
             connect_timeout_s=settings.model_connect_timeout_s,
         )
-        self._model = GeminiLive(config)
+
+    async def _connect_model(self) -> bool:
+        settings = self._settings
         self._trace.connect_started()
         try:
             await asyncio.wait_for(self._model.connect(), settings.model_connect_timeout_s)

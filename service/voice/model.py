@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 import websockets
 from google import genai
 from google.genai import errors, types
+from google.genai._base_url import get_base_url  # the SDK's own base-URL resolution
 from google.genai.live import AsyncSession
 
 from service.voice import events as ev
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 # policy, unknown model) and 1011 (internal error) fail again the same way.
 RETRYABLE_CLOSE_CODES = frozenset({1000, 1001, 1006, 1012, 1013})
 _INPUT_MIME = "audio/pcm;rate=16000"
+_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 _BAD_MESSAGES_TOLERATED = 3
 _MAX_UNCONFIRMED = 8  # text turns kept for replay after a reconnect
 _BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -257,6 +260,13 @@ class GeminiLive:
         self._unconfirmed: list[tuple[AsyncSession, types.Content]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        """Host and port of the Live server, resolved as the SDK does (for `server.*` spans)."""
+        base = get_base_url(False, None) or _DEFAULT_BASE_URL
+        parts = urlsplit(base)
+        return parts.hostname or "", parts.port or 443
 
     @property
     def resumption_handle(self) -> str | None:

@@ -221,3 +221,318 @@ def expected_cost(usage: Mapping[str, int], prices: PriceTable, model: str) -> d
 
 def json_attr(span: ReceivedSpan, key: str) -> Any:
     return json.loads(span.attributes[key])
+
+
+# -- the contract of docs/telemetry.md, checked on one exported session ---------------------------
+
+
+def _keys(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+LEVELS = frozenset({"DEBUG", "DEFAULT", "WARNING", "ERROR"})
+END_REASONS = frozenset(
+    _keys(
+        """
+        completed interrupted tool_error model_error client_disconnect server_shutdown
+        budget_paused internal_error
+        """
+    )
+)
+TRIGGERS = frozenset({"user_audio", "user_text", "activity", "transcript", "model"})
+WARN_REASONS = frozenset({"tool_error", "client_disconnect", "server_shutdown", "budget_paused"})
+ERROR_REASONS = frozenset({"model_error", "internal_error"})
+
+
+COMMON_KEYS = (*IDS, "langfuse.environment", "langfuse.observation.type")
+# Required keys per span, from the attribute reference of docs/telemetry.md.
+ROOT_KEYS = _keys(
+    """
+    langfuse.trace.name langfuse.trace.tags gen_ai.agent.name gen_ai.provider.name
+    langfuse.trace.metadata.model langfuse.trace.metadata.agent langfuse.trace.metadata.turns
+    langfuse.trace.metadata.interruptions langfuse.trace.metadata.tool_errors
+    langfuse.trace.metadata.end_reason langfuse.trace.metadata.duration_s
+    voice.session.recording_consent voice.session.end_reason voice.session.turns
+    voice.session.tool_calls voice.session.tool_errors voice.session.interruptions
+    voice.session.reconnects voice.session.duration_s voice.session.audio_in_s
+    voice.session.audio_out_s voice.session.input_tokens voice.session.output_tokens
+    """
+)
+CONNECT_KEYS = ("gen_ai.provider.name", "voice.connect.resumed")
+TURN_KEYS = _keys(
+    """
+    gen_ai.operation.name gen_ai.agent.name gen_ai.provider.name
+    voice.turn.number voice.turn.end_reason voice.turn.trigger voice.turn.interrupted
+    voice.turn.user_speech_ms voice.turn.endpointing_ms voice.turn.response_ms
+    voice.turn.total_ms voice.turn.tool_ms voice.audio.input_ms voice.audio.output_ms
+    voice.audio.heard_ms voice.audio.heard_source langfuse.observation.metadata.turn
+    langfuse.observation.metadata.end_reason langfuse.observation.metadata.interrupted
+    langfuse.observation.metadata.total_ms
+    """
+)
+CHAT_KEYS = _keys(
+    """
+    gen_ai.operation.name gen_ai.provider.name gen_ai.request.model gen_ai.response.model
+    gen_ai.output.type gen_ai.response.finish_reasons voice.turn.number voice.audio.output_ms
+    voice.audio.heard_ms voice.audio.heard_source voice.audio.unheard_ms
+    langfuse.observation.metadata.turn
+    """
+)
+CHAT_USAGE_KEYS = _keys(
+    """
+    gen_ai.usage.input_tokens gen_ai.usage.output_tokens gen_ai.usage.cache_read.input_tokens
+    gen_ai.usage.reasoning.output_tokens voice.usage.tool_use_prompt_tokens
+    voice.usage.reported_total_tokens langfuse.observation.usage_details
+    langfuse.observation.cost_details voice.cost.usd voice.cost.usd_decimal
+    voice.cost.price_model langfuse.observation.metadata.cost_usd
+    """
+)
+TOOL_KEYS = _keys(
+    """
+    gen_ai.operation.name gen_ai.tool.name gen_ai.tool.call.id gen_ai.tool.type
+    voice.tool.status voice.tool.non_blocking voice.turn.number
+    langfuse.observation.metadata.status
+    """
+)
+# Only the generation carries usage or cost (Rule 2), and only it names a model: a model
+# attribute would make Langfuse type any other span a GENERATION.
+GENERATION_ONLY = (
+    "gen_ai.usage.",
+    "langfuse.observation.usage_details",
+    "langfuse.observation.cost_details",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "voice.cost.",
+)
+
+
+@dataclass
+class Tree:
+    """One session's exported spans, by role."""
+
+    root: ReceivedSpan
+    connects: list[ReceivedSpan]
+    turns: list[ReceivedSpan]
+    chats: dict[int, ReceivedSpan]
+    tools: dict[int, list[ReceivedSpan]]
+
+    def turn(self, number: int) -> ReceivedSpan:
+        return next(t for t in self.turns if t.attributes["voice.turn.number"] == number)
+
+
+def _missing(span: ReceivedSpan, keys: tuple[str, ...]) -> list[str]:
+    return [key for key in keys if key not in span.attributes]
+
+
+def expected_level(end_reason: str) -> str:
+    if end_reason in ERROR_REASONS:
+        return "ERROR"
+    return "WARNING" if end_reason in WARN_REASONS else "DEFAULT"
+
+
+def assert_trace_contract(
+    spans: list[ReceivedSpan],
+    *,
+    session_id: str,
+    user_id: str,
+    model: str,
+    environment: str = "development",
+    consent: bool = False,
+) -> Tree:
+    """Assert the span tree, attribute and level contract of docs/telemetry.md on one
+    session's exported spans; return them by role for scenario-specific assertions."""
+    from telemetry.keys import CONTENT_KEYS
+
+    roots = [s for s in spans if not s.parent_span_id]
+    assert [s.name for s in roots] == ["voice_session"], [s.name for s in spans]
+    root = roots[0]
+    by_id = {s.span_id: s for s in spans}
+    assert len(by_id) == len(spans), "a span was exported twice"
+    assert {s.trace_id for s in spans} == {root.trace_id}, "one trace per session"
+    connects = [s for s in spans if s.name == "model.connect"]
+    turns = by_prefix(spans, "invoke_agent ")
+    chats = by_prefix(spans, "chat ")
+    tools = by_prefix(spans, "execute_tool ")
+    assert len(connects) + len(turns) + len(chats) + len(tools) + 1 == len(spans), sorted(
+        s.name for s in spans
+    )
+    for span in spans:
+        a = span.attributes
+        assert {k: a.get(k) for k in IDS} == {
+            "session.id": session_id,
+            "user.id": user_id,
+            "gen_ai.conversation.id": session_id,
+        }, span.name
+        assert not _missing(span, COMMON_KEYS), (span.name, _missing(span, COMMON_KEYS))
+        assert a["langfuse.environment"] == environment
+        assert a.get("langfuse.observation.level") in LEVELS, (span.name, a)
+        assert (span.status_code == STATUS_ERROR) == (a["langfuse.observation.level"] == "ERROR")
+        assert span.end_ns >= span.start_ns > 0
+        if not consent:
+            assert not CONTENT_KEYS & set(a), (span.name, sorted(CONTENT_KEYS & set(a)))
+        if not span.name.startswith("chat "):
+            leaked = [k for k in a if k.startswith(GENERATION_ONLY)]
+            assert not leaked, (span.name, leaked)
+
+    # root
+    a = root.attributes
+    assert root.kind == KIND_INTERNAL
+    assert not _missing(root, ROOT_KEYS), _missing(root, ROOT_KEYS)
+    reason = a["voice.session.end_reason"]
+    assert reason in END_REASONS
+    assert a["langfuse.observation.type"] == "span"
+    assert a["langfuse.trace.name"] == "voice_session"
+    assert a["langfuse.trace.metadata.end_reason"] == reason
+    assert a["langfuse.trace.metadata.model"] == model
+    assert a["voice.session.recording_consent"] is consent
+    assert a["langfuse.observation.level"] == expected_level(reason)
+    assert a["voice.session.turns"] == a["langfuse.trace.metadata.turns"] == len(turns)
+    assert a["voice.session.tool_calls"] == len(tools)
+    interrupted = [t for t in turns if t.attributes["voice.turn.interrupted"]]
+    assert a["voice.session.interruptions"] == len(interrupted)
+    assert a["voice.session.reconnects"] == len(connects) - 1
+    assert a["voice.session.input_tokens"] == sum(
+        c.attributes.get("gen_ai.usage.input_tokens", 0) for c in chats
+    )
+    assert a["voice.session.output_tokens"] == sum(
+        c.attributes.get("gen_ai.usage.output_tokens", 0) for c in chats
+    )
+    costs = [
+        Decimal(c.attributes["voice.cost.usd_decimal"])
+        for c in chats
+        if "voice.cost.usd" in c.attributes
+    ]
+    if costs:
+        assert a["voice.session.cost_usd"] == a["langfuse.trace.metadata.cost_usd"]
+        assert a["voice.session.cost_usd"] == float(sum(costs, Decimal(0)))
+
+    # connects: children of the root, plain SPANs
+    assert connects, "every session connects once"
+    for c in connects:
+        assert c.parent_span_id == root.span_id and c.kind == KIND_INTERNAL
+        assert not _missing(c, CONNECT_KEYS), _missing(c, CONNECT_KEYS)
+        assert c.attributes["langfuse.observation.type"] == "span"
+    assert connects[0].attributes["voice.connect.resumed"] is False
+
+    # turns: children of the root, numbered 1..n without gaps
+    assert [t.attributes["voice.turn.number"] for t in turns] == list(range(1, len(turns) + 1))
+    chat_of: dict[int, ReceivedSpan] = {}
+    tools_of: dict[int, list[ReceivedSpan]] = {}
+    for t in turns:
+        ta = t.attributes
+        n = ta["voice.turn.number"]
+        assert t.name == "invoke_agent voicetrace" and t.kind == KIND_INTERNAL
+        assert t.parent_span_id == root.span_id
+        assert not _missing(t, TURN_KEYS), (n, _missing(t, TURN_KEYS))
+        assert ta["langfuse.observation.type"] == "agent"
+        assert ta["gen_ai.operation.name"] == "invoke_agent"
+        turn_reason = ta["voice.turn.end_reason"]
+        assert turn_reason in END_REASONS and ta["voice.turn.trigger"] in TRIGGERS
+        assert ta["langfuse.observation.level"] == expected_level(turn_reason), (n, turn_reason)
+        assert ta["langfuse.observation.metadata.turn"] == n
+        assert ta["langfuse.observation.metadata.end_reason"] == turn_reason
+        assert ta["langfuse.observation.metadata.interrupted"] is ta["voice.turn.interrupted"]
+        phases = ("user_speech_ms", "endpointing_ms", "response_ms")
+        values = [ta[f"voice.turn.{p}"] for p in phases]
+        assert all(v >= 0 for v in values), values
+        # Contiguous phases: their sum *is* the total (exactly, as documented).
+        assert values[0] + values[1] + values[2] == ta["voice.turn.total_ms"], (n, values)
+        assert ta["langfuse.observation.metadata.total_ms"] == round(ta["voice.turn.total_ms"], 1)
+        assert (t.end_ns - t.start_ns) / 1e6 >= ta["voice.turn.total_ms"] - 1e-3
+        if "voice.turn.ttfa_ms" in ta:
+            assert ta["langfuse.observation.metadata.ttfa_ms"] == round(ta["voice.turn.ttfa_ms"], 1)
+        children = [s for s in spans if s.parent_span_id == t.span_id]
+        turn_chats = [s for s in children if s.name.startswith("chat ")]
+        turn_tools = [s for s in children if s.name.startswith("execute_tool ")]
+        assert len(turn_chats) + len(turn_tools) == len(children), [s.name for s in children]
+        assert len(turn_chats) <= 1
+        tools_of[n] = turn_tools
+        if turn_chats:
+            chat_of[n] = turn_chats[0]
+            _assert_chat(turn_chats[0], t, model)
+        for tool in turn_tools:
+            _assert_tool(tool, n)
+    assert len(chat_of) == len(chats) and sum(map(len, tools_of.values())) == len(tools)
+    return Tree(root, connects, turns, chat_of, tools_of)
+
+
+def _assert_chat(chat: ReceivedSpan, turn: ReceivedSpan, model: str) -> None:
+    from datetime import datetime
+
+    a, ta = chat.attributes, turn.attributes
+    n = ta["voice.turn.number"]
+    assert chat.name == f"chat {model}" and chat.kind == KIND_CLIENT
+    assert not _missing(chat, CHAT_KEYS), (n, _missing(chat, CHAT_KEYS))
+    assert a["langfuse.observation.type"] == "generation"
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.request.model"] == a["gen_ai.response.model"] == model
+    assert a["voice.turn.number"] == a["langfuse.observation.metadata.turn"] == n
+    reason = ta["voice.turn.end_reason"]
+    finish = {"completed": "stop", "tool_error": "stop"}.get(reason, reason)
+    assert a["gen_ai.response.finish_reasons"] == (finish,)
+    assert a["gen_ai.output.type"] == ("speech" if a["voice.audio.output_ms"] > 0 else "text")
+    assert a["voice.audio.output_ms"] == ta["voice.audio.output_ms"]
+    assert a["voice.audio.unheard_ms"] == a["voice.audio.output_ms"] - a["voice.audio.heard_ms"]
+    # The generation runs t1 → t3 inside its turn (t0 → …): its edges are the phase boundaries.
+    user_speech_ms = (chat.start_ns - turn.start_ns) / 1e6
+    assert abs(user_speech_ms - ta["voice.turn.user_speech_ms"]) < 1e-3, (n, user_speech_ms)
+    total_ms = (chat.end_ns - turn.start_ns) / 1e6
+    assert abs(total_ms - ta["voice.turn.total_ms"]) < 1e-3, (n, total_ms)
+    if "voice.turn.ttfa_ms" in ta:
+        ttfc = a["gen_ai.response.time_to_first_chunk"]
+        assert abs(ttfc * 1000 - ta["voice.turn.ttfa_ms"]) < 1e-3
+        first = datetime.fromisoformat(a["langfuse.observation.completion_start_time"])
+        assert first.utcoffset() is not None and first.utcoffset().total_seconds() == 0
+        assert abs(first.timestamp() - (chat.start_ns / 1e9 + ttfc)) < 2e-6
+    level = "ERROR" if reason in ERROR_REASONS else "DEFAULT"
+    if a.get("voice.usage.missing"):
+        assert not [k for k in a if k.startswith("gen_ai.usage.")]
+        level = "ERROR" if level == "ERROR" else "WARNING"
+    else:
+        assert not _missing(chat, CHAT_USAGE_KEYS), (n, _missing(chat, CHAT_USAGE_KEYS))
+        usage = json.loads(a["langfuse.observation.usage_details"])
+        assert usage["total"] == sum(v for k, v in usage.items() if k != "total")
+        assert all(k == "total" or k.startswith(("input_", "output_")) for k in usage)
+        assert a["gen_ai.usage.input_tokens"] + a["gen_ai.usage.output_tokens"] == usage["total"]
+        cost = json.loads(a["langfuse.observation.cost_details"])
+        assert set(cost) == set(usage)
+        exact = Decimal(a["voice.cost.usd_decimal"])
+        assert a["voice.cost.usd"] == float(exact) == cost["total"]
+        assert a["langfuse.observation.metadata.cost_usd"] == float(exact)
+        assert "gen_ai.usage.cost" not in a
+    assert a["langfuse.observation.level"] == level, (n, a["langfuse.observation.level"])
+
+
+def _assert_tool(tool: ReceivedSpan, turn_number: int) -> None:
+    a = tool.attributes
+    assert not _missing(tool, TOOL_KEYS), _missing(tool, TOOL_KEYS)
+    assert tool.kind == KIND_INTERNAL
+    assert tool.name == f"execute_tool {a['gen_ai.tool.name']}"
+    assert a["langfuse.observation.type"] == "tool"
+    assert a["gen_ai.operation.name"] == "execute_tool"
+    assert a["gen_ai.tool.type"] == "function"
+    assert a["voice.turn.number"] == turn_number
+    status = a["voice.tool.status"]
+    assert status in ("ok", "error", "cancelled", "abandoned")
+    assert a["langfuse.observation.metadata.status"] == status
+    if status in ("ok", "error"):
+        assert a["voice.tool.duration_ms"] >= 0
+    level = {"error": "ERROR", "abandoned": "WARNING"}.get(status, "DEFAULT")
+    assert a["langfuse.observation.level"] == level
+
+
+def assert_same_as_recorded(received: list[ReceivedSpan], recorded: list[Any]) -> None:
+    """What went over OTLP is exactly what the SDK recorded: no span, attribute or event lost
+    or altered by the export (sequences arrive as tuples, like the SDK's own attributes)."""
+    rx = {s.span_id: s for s in received}
+    mem = {f"{s.context.span_id:016x}": s for s in recorded}
+    assert set(rx) == set(mem)
+    for span_id, span in mem.items():
+        got = rx[span_id]
+        assert got.name == span.name
+        assert got.attributes == dict(span.attributes), span.name
+        assert (got.start_ns, got.end_ns) == (span.start_time, span.end_time)
+        assert got.parent_span_id == (f"{span.parent.span_id:016x}" if span.parent else "")
+        assert [(n, a) for n, a in got.events] == [
+            (e.name, dict(e.attributes)) for e in span.events
+        ]
