@@ -58,6 +58,10 @@ _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 _PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d ().\-]{6,}\d(?![\d])")
 
 
+# One encoder for every tool argument/result (json.dumps with options builds one per call).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def _luhn_ok(digits: str) -> bool:
     total, parity = 0, len(digits) % 2
     for i, ch in enumerate(digits):
@@ -105,8 +109,10 @@ class Redactor:
             text = self._blur.sub("[REDACTED]", text)
         low = text.lower()
         for hints, pattern, repl in _PATTERNS:
-            if any(h in low for h in hints):
-                text = pattern.sub(repl, text)
+            for hint in hints:  # a plain loop: no generator object per pattern
+                if hint in low:
+                    text = pattern.sub(repl, text)
+                    break
         if _DIGIT_RUN.search(text):
             text = _CARD.sub(_card, text)
             text = _PHONE.sub(_phone, text)
@@ -120,7 +126,7 @@ class Redactor:
     def json(self, value: Any) -> str:
         """Redact a JSON-able value (tool args/results) as its compact JSON text."""
         try:
-            raw = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+            raw = _COMPACT_JSON.encode(value)
         except (TypeError, ValueError):
             raw = repr(value)
         return self(raw)

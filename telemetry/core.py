@@ -1,14 +1,15 @@
 """`VoiceTelemetry`: the entry point a voice app holds for its lifetime.
 
 It owns no global state: tracer and meter providers are passed in (or the global ones are
-used), and everything it creates hangs off the instance. Its public methods never raise into
-the voice path, and `force_flush`/`shutdown` are bounded in wall time even when an exporter
-hangs (they are synchronous; an asyncio app calls them through `asyncio.to_thread`).
+used), and everything it creates hangs off the instance — including the one emitter thread that
+builds spans and records metrics off the caller's thread (telemetry.emitter). Its public methods
+never raise into the voice path, and `force_flush`/`shutdown` are bounded in wall time even when
+an exporter hangs (they are synchronous; an asyncio app calls them through `asyncio.to_thread`).
+Spans exist once `force_flush()` returned: it drains the emitter first, then the SDK.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanKind, TracerProvider
 
 from telemetry import keys as k
 from telemetry.content import Redactor, capture_from_env
+from telemetry.emitter import Emitter
 from telemetry.export import run_bounded
 from telemetry.health import TelemetryHealth
 from telemetry.metrics import VoiceMetrics
@@ -29,6 +31,7 @@ from telemetry.prices import PriceTable
 from telemetry.records import SessionInfo
 from telemetry.session import SessionTrace
 from telemetry.spans import SpanFactory
+from telemetry.writer import SessionWriter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,6 +54,7 @@ class VoiceTelemetry:
         health: TelemetryHealth | None = None,
         owns_providers: bool = False,
         on_shutdown: Callable[[], None] | None = None,
+        max_emit_queue: int = 4096,
     ) -> None:
         if usage_wait_s < 0:
             raise ValueError("usage_wait_s must be >= 0")
@@ -69,9 +73,14 @@ class VoiceTelemetry:
         self._on_shutdown = on_shutdown
         self._sessions: weakref.WeakSet[SessionTrace] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._reaper: _Reaper | None = None
         self._closed = False
-        self.counters.gauge("sessions_active", lambda: len(self._sessions))
+        # Jobs queued beyond `max_emit_queue` are dropped and counted (emit_dropped).
+        self._emitter = emitter = Emitter(self.counters, max_emit_queue)
+        # No reference back to self: an instance dropped without shutdown() stops its thread.
+        weakref.finalize(self, emitter.close)
+        sessions = self._sessions
+        self.counters.gauge("sessions_active", lambda: len(sessions))
+        self.counters.gauge("emit_queue_size", emitter.queue_size)
 
     # -- sessions -----------------------------------------------------------------------------
     def start_session(self, info: SessionInfo) -> SessionTrace:
@@ -82,6 +91,8 @@ class VoiceTelemetry:
         consent = self.capture_content and info.recording_consent
         redactor = Redactor(info.secrets_blurred, self.max_content_chars) if consent else None
         factory = SpanFactory(self.tracer, info, self.counters, self.pricing, redactor)
+        # The root stays a live span started here, once per session: the sampling decision is
+        # made on it and its context is the parent every later span needs.
         root: Any = INVALID_SPAN
         try:
             root = self.tracer.start_span(
@@ -93,7 +104,14 @@ class VoiceTelemetry:
             self.counters.add("spans_started")
         except Exception as exc:
             self.counters.error("start_session", exc)
-        session = SessionTrace(self, info, factory, root)
+        writer = SessionWriter(
+            factory,
+            self.metrics.for_model(info.provider, info.model),
+            self.metrics.sessions,
+            self.counters,
+            root,
+        )
+        session = SessionTrace(self, info, writer, redactor is not None)
         with self._lock:
             self._sessions.add(session)
         try:
@@ -105,16 +123,6 @@ class VoiceTelemetry:
     def _session_ended(self, session: SessionTrace) -> None:
         with self._lock:
             self._sessions.discard(session)
-        self.metrics.sessions.add(-1, {k.PROVIDER_NAME: session.info.provider})
-
-    def _schedule(self, session: SessionTrace, deadline_ns: int) -> None:
-        """Wake `session` at `deadline_ns` to flush turns still waiting for usage."""
-        with self._lock:
-            if self._closed:
-                return
-            if self._reaper is None:
-                self._reaper = _Reaper()
-            self._reaper.add(deadline_ns, session)
 
     # -- health and lifecycle -------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -127,15 +135,20 @@ class VoiceTelemetry:
         return snap
 
     def force_flush(self, timeout_s: float = 5.0) -> bool:
-        """Export what is queued; True if done within `timeout_s` of wall time."""
+        """Build what the emitter holds, then export what is queued; True if all of it was
+        done within `timeout_s` of wall time (the whole call never takes longer)."""
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        drained = self._emitter.drain(timeout_s)
         flush = getattr(self.tracer_provider, "force_flush", None)
         if flush is None:
-            return True
-        done, ok = run_bounded(lambda: flush(int(timeout_s * 1000)), timeout_s, "flush")
+            return drained
+        left = max(deadline - time.monotonic(), 0.0)
+        done, ok = run_bounded(lambda: flush(int(left * 1000)), left, "flush")
         meter_flush = getattr(self.meter_provider, "force_flush", None)
-        if meter_flush is not None and self._owns_providers:
-            run_bounded(lambda: meter_flush(int(timeout_s * 1000)), min(timeout_s, 1.0), "mflush")
-        return bool(done and ok is not False)
+        left = max(deadline - time.monotonic(), 0.0)
+        if meter_flush is not None and self._owns_providers and left > 0:
+            run_bounded(lambda: meter_flush(int(left * 1000)), min(left, 1.0), "mflush")
+        return bool(drained and done and ok is not False)
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """End sessions still open (server_shutdown), stop the reaper, flush and shut down the
@@ -146,11 +159,11 @@ class VoiceTelemetry:
                 return
             self._closed = True
             sessions = list(self._sessions)
-            reaper, self._reaper = self._reaper, None
         for session in sessions:
             session.end("server_shutdown")
-        if reaper is not None:
-            reaper.stop(max(deadline - time.monotonic(), 0.0))
+        # Build every queued span (bounded), so the providers below export them.
+        if not self._emitter.stop(max(deadline - time.monotonic(), 0.0)):
+            log.warning("telemetry shutdown left spans unbuilt after %.1f s", timeout_s)
         if self._owns_providers:
             for provider in (self.tracer_provider, self.meter_provider):
                 stop = getattr(provider, "shutdown", None)
@@ -163,45 +176,3 @@ class VoiceTelemetry:
             self.force_flush(max(deadline - time.monotonic(), 0.0))
         if self._on_shutdown is not None:
             self._on_shutdown()
-
-
-class _Reaper:
-    """One daemon thread per `VoiceTelemetry` that wakes sessions at their usage deadlines."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int, weakref.ref[SessionTrace]]] = []
-        self._seq = 0
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="voicetrace-usage-wait", daemon=True)
-        self._thread.start()
-
-    def add(self, deadline_ns: int, session: SessionTrace) -> None:
-        with self._cond:
-            self._seq += 1
-            heapq.heappush(self._heap, (deadline_ns, self._seq, weakref.ref(session)))
-            self._cond.notify()
-
-    def stop(self, timeout_s: float) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopped:
-                    if self._heap:
-                        wait = (self._heap[0][0] - time.time_ns()) / 1e9
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    else:
-                        self._cond.wait()
-                if self._stopped:
-                    return
-                _, _, ref = heapq.heappop(self._heap)
-            session = ref()
-            if session is not None:
-                session._expire(time.time_ns())

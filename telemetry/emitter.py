@@ -86,6 +86,9 @@ class Emitter:
             return not self._queue
         if threading.current_thread() is thread:
             return False  # a job flushing from inside the worker would wait for itself
+        if self._stopping:  # no marker can be queued any more: the thread ends when drained
+            thread.join(max(timeout_s, 0.0))
+            return not thread.is_alive()
         done = threading.Event()
         self.submit_control(done.set)
         return done.wait(max(timeout_s, 0.0))

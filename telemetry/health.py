@@ -18,6 +18,7 @@ COUNTERS = (
     "export_failures",
     "tracer_errors",
     "turns_emitted",
+    "emit_dropped",
     "usage_late",
     "usage_ignored",
     "kept_error_traces",

@@ -8,7 +8,7 @@ never session or user ids.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -74,6 +74,7 @@ class VoiceMetrics:
     def __init__(self, meter_provider: MeterProvider, health: TelemetryHealth) -> None:
         meter: Meter = meter_provider.get_meter("voicetrace.telemetry", "0.1.0")
         self._health = health
+        self._by_model: dict[tuple[str, str], ModelMetrics] = {}
         self.token_usage = meter.create_histogram(
             gm.GEN_AI_CLIENT_TOKEN_USAGE,
             unit="{token}",
@@ -157,41 +158,103 @@ class VoiceMetrics:
     def _queue(self, _options: CallbackOptions) -> Iterable[Observation]:
         yield Observation(max(self._health.snapshot().get("queue_size", 0), 0))
 
-    # -- recording helpers ---------------------------------------------------------------------
-    def record_turn(
-        self,
-        base: Mapping[str, Any],
-        phases_ms: Mapping[str, float],
-        end_reason: str,
-        interrupted: bool,
-    ) -> None:
-        attrs = {**base, k.TURN_END_REASON: end_reason}
-        self.turns.add(1, attrs)
-        for phase, ms in phases_ms.items():
-            self.phase.record(ms / 1000.0, {**base, "voice.turn.phase": phase})
-        if interrupted:
-            self.interruptions.add(1, base)
+    def for_model(self, provider: str, model: str) -> ModelMetrics:
+        """The recording helpers for one (provider, model), built once and shared by sessions."""
+        key = (provider, model)
+        found = self._by_model.get(key)
+        if found is None:
+            found = self._by_model.setdefault(key, ModelMetrics(self, provider, model))
+        return found
 
-    def record_chat(
+
+_PHASES = ("user_speech", "endpointing", "response", "total")
+_CACHE_CAP = 256  # tool names / end reasons per model: bounded even with odd callers
+
+
+class ModelMetrics:
+    """Records a session's metrics with attribute sets built once per (provider, model), so a
+    turn's ~15 instrument calls build no dicts. Used on the emitter thread."""
+
+    def __init__(self, m: VoiceMetrics, provider: str, model: str) -> None:
+        self.m = m
+        base = {k.PROVIDER_NAME: provider, k.REQUEST_MODEL: model}
+        chat = {**base, k.OPERATION_NAME: k.OP_CHAT}
+        self.base, self.chat_attrs = base, chat
+        self._phases = tuple((p, {**base, "voice.turn.phase": p}) for p in _PHASES)
+        self._token_in = {**chat, k.TOKEN_TYPE: "input"}
+        self._token_out = {**chat, k.TOKEN_TYPE: "output"}
+        self._by_reason: dict[str, dict[str, Any]] = {}
+        self._by_modality: dict[str, dict[str, Any]] = {}
+        self._by_tool: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    @staticmethod
+    def _cached(cache: dict[Any, Any], key: Any, make: Callable[..., Any], *args: Any) -> Any:
+        found = cache.get(key)
+        if found is None:
+            found = make(*args)
+            if len(cache) < _CACHE_CAP:
+                cache[key] = found
+        return found
+
+    def turn(self, phases_s: Iterable[float], end_reason: str, interrupted: bool) -> None:
+        """One finished turn: its four phases (seconds, in _PHASES order) and end reason."""
+        m = self.m
+        m.turns.add(1, self._cached(self._by_reason, end_reason, self._reason, end_reason))
+        for (_, attrs), seconds in zip(self._phases, phases_s, strict=True):
+            m.phase.record(seconds, attrs)
+        if interrupted:
+            m.interruptions.add(1, self.base)
+
+    def audio(self, in_s: float, out_s: float) -> None:
+        if in_s > 0:
+            self.m.audio_in.add(in_s, self.base)
+        if out_s > 0:
+            self.m.audio_out.add(out_s, self.base)
+
+    def chat(
         self,
-        base: Mapping[str, Any],
         input_tokens: int,
         output_tokens: int,
         by_modality: Mapping[str, int],
         duration_s: float | None,
         ttfc_s: float | None,
         cost_usd: float | None,
+        unheard_s: float,
     ) -> None:
-        chat = {**base, k.OPERATION_NAME: k.OP_CHAT}
-        self.token_usage.record(input_tokens, {**chat, k.TOKEN_TYPE: "input"})
-        self.token_usage.record(output_tokens, {**chat, k.TOKEN_TYPE: "output"})
+        m = self.m
+        m.token_usage.record(input_tokens, self._token_in)
+        m.token_usage.record(output_tokens, self._token_out)
         for key, n in by_modality.items():
             if n:
-                direction, modality = key.split("_", 1)
-                self.tokens.add(n, {**base, k.TOKEN_TYPE: direction, "voice.modality": modality})
+                m.tokens.add(n, self._cached(self._by_modality, key, self._modality, key))
         if duration_s is not None:
-            self.operation_duration.record(duration_s, chat)
+            m.operation_duration.record(duration_s, self.chat_attrs)
         if ttfc_s is not None:
-            self.ttfc.record(ttfc_s, chat)
+            m.ttfc.record(ttfc_s, self.chat_attrs)
         if cost_usd is not None:
-            self.cost.add(cost_usd, base)
+            m.cost.add(cost_usd, self.base)
+        if unheard_s > 0:
+            m.audio_unheard.add(unheard_s, self.base)
+
+    def _reason(self, end_reason: str) -> dict[str, Any]:
+        return {**self.base, k.TURN_END_REASON: end_reason}
+
+    def _modality(self, key: str) -> dict[str, Any]:
+        direction, modality = key.split("_", 1)
+        return {**self.base, k.TOKEN_TYPE: direction, "voice.modality": modality}
+
+    def tool(self, name: str, status: str) -> None:
+        """A tool call that got a result (ok | error)."""
+        calls, errors = self._cached(self._by_tool, (name, status), self._tool, name, status)
+        self.m.tool_calls.add(1, calls)
+        if status == "error":
+            self.m.tool_errors.add(1, errors)
+
+    def _tool(self, name: str, status: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {**self.base, k.TOOL_NAME: name, k.TOOL_STATUS: status}, {
+            **self.base,
+            k.TOOL_NAME: name,
+        }
+
+    def perceived(self, seconds: float) -> None:
+        self.m.perceived.record(seconds, self.base)

@@ -19,6 +19,8 @@ from typing import Any
 from telemetry.usage import MODALITIES, UsageBreakdown
 
 _PER_TOKEN = Decimal(1_000_000)
+_LOOKUP_CACHE = 256  # model names remembered per table (exact and glob matches alike)
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _money(value: Any, where: str) -> Decimal:
@@ -80,7 +82,7 @@ class Cost:
         """Langfuse `cost_details`: floats only here, at the attribute boundary."""
         body = {key: float(v) for key, v in self.details.items()}
         body["total"] = float(self.total)
-        return json.dumps(body, separators=(",", ":"))
+        return _COMPACT_JSON.encode(body)
 
 
 class PriceTable:
@@ -97,6 +99,9 @@ class PriceTable:
         self.as_of, self.source = as_of, source
         # Longest pattern first: the most specific family wins.
         self._patterns = sorted((n for n in self._models if "*" in n), key=len, reverse=True)
+        # Per-turn cost runs on the voice path: remember each model's match and its USD per
+        # token (exact: dividing a price by 10^6 only moves the decimal point).
+        self._found: dict[str, tuple[ModelPrice, _Rates] | None] = {}
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> PriceTable:
@@ -130,6 +135,19 @@ class PriceTable:
         return sorted(self._models)
 
     def lookup(self, model: str) -> ModelPrice | None:
+        found = self._rates(model)
+        return None if found is None else found[0]
+
+    def _rates(self, model: str) -> tuple[ModelPrice, _Rates] | None:
+        if model in self._found:
+            return self._found[model]
+        price = self._match(model)
+        found = None if price is None else (price, _Rates.of(price))
+        if len(self._found) < _LOOKUP_CACHE:
+            self._found[model] = found
+        return found
+
+    def _match(self, model: str) -> ModelPrice | None:
         name = model.removeprefix("models/")
         if name in self._models:
             return self._models[name]
@@ -140,38 +158,56 @@ class PriceTable:
 
     def cost(self, model: str, usage: UsageBreakdown) -> Cost | None:
         """Exact cost of one turn; None when the model has no price (never guessed)."""
-        price = self.lookup(model)
-        if price is None:
+        found = self._rates(model)
+        if found is None:
             return None
-        per = _PER_TOKEN
-        cached = sum(
-            (
-                Decimal(n)
-                * (price.cached_input if price.cached_input is not None else price.input_price(m))
-                for m, n in usage.input_cached.items()
-            ),
-            Decimal(0),
-        )
+        price, r = found
+        cached = usage.input_cached
+        uncached, tool_use, out = usage.input_uncached, usage.input_tool_use, usage.output
         details = {
-            "input_text_tokens": Decimal(usage.input_uncached["text"]) * price.input_price("text"),
-            "input_audio_tokens": Decimal(usage.input_uncached["audio"])
-            * price.input_price("audio"),
-            "input_image_tokens": Decimal(usage.input_uncached["image"])
-            * price.input_price("image"),
-            "input_cached_tokens": cached,
-            "input_tool_use_tokens": sum(
-                (Decimal(n) * price.input_price(m) for m, n in usage.input_tool_use.items()),
-                Decimal(0),
-            ),
-            "output_text_tokens": Decimal(usage.output["text"]) * price.output_price("text"),
-            "output_audio_tokens": Decimal(usage.output["audio"]) * price.output_price("audio"),
-            "output_image_tokens": Decimal(usage.output["image"]) * price.output_price("text"),
+            "input_text_tokens": uncached["text"] * r.input_text,
+            "input_audio_tokens": uncached["audio"] * r.input_audio,
+            "input_image_tokens": uncached["image"] * r.input_image,
+            "input_cached_tokens": cached["text"] * r.cached_text
+            + cached["audio"] * r.cached_audio
+            + cached["image"] * r.cached_image,
+            "input_tool_use_tokens": tool_use["text"] * r.input_text
+            + tool_use["audio"] * r.input_audio
+            + tool_use["image"] * r.input_image,
+            "output_text_tokens": out["text"] * r.output_text,
+            "output_audio_tokens": out["audio"] * r.output_audio,
+            "output_image_tokens": out["image"] * r.output_text,
             # Thinking bills as (text) output.
-            "output_reasoning_tokens": Decimal(usage.reasoning) * price.output_price("text"),
+            "output_reasoning_tokens": usage.reasoning * r.output_text,
         }
-        details = {key: v / per for key, v in details.items()}
         return Cost(price.name, details, sum(details.values(), Decimal(0)))
 
     def audio_output_cost(self, model: str, tokens: Decimal) -> Decimal | None:
-        price = self.lookup(model)
-        return None if price is None else tokens * price.output_price("audio") / _PER_TOKEN
+        found = self._rates(model)
+        return None if found is None else tokens * found[1].output_audio
+
+
+@dataclass(frozen=True, slots=True)
+class _Rates:
+    """A model's USD per single token, per bucket of a `UsageBreakdown`."""
+
+    input_text: Decimal
+    input_audio: Decimal
+    input_image: Decimal
+    cached_text: Decimal
+    cached_audio: Decimal
+    cached_image: Decimal
+    output_text: Decimal
+    output_audio: Decimal
+
+    @classmethod
+    def of(cls, p: ModelPrice) -> _Rates:
+        def cached(m: str) -> Decimal:
+            return p.cached_input if p.cached_input is not None else p.input_price(m)
+
+        return cls(
+            *(p.input_price(m) / _PER_TOKEN for m in MODALITIES),
+            *(cached(m) / _PER_TOKEN for m in MODALITIES),
+            p.output_price("text") / _PER_TOKEN,
+            p.output_price("audio") / _PER_TOKEN,
+        )

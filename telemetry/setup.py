@@ -207,8 +207,13 @@ def configure_providers(
     for label, _ in exporters:
         log.info("exporting spans to %s", label)  # labels hold endpoints only, never keys
 
-    meter_provider = SdkMeterProvider(
-        resource=resource, metric_readers=[*metric_readers, *_metric_readers(env)]
+    readers = [*metric_readers, *_metric_readers(env)]
+    # With no reader no measurement can ever be seen (an SDK meter provider takes no readers
+    # later), yet each would still cost ~2.5 µs of CPU: no readers, no SDK meter provider.
+    meter_provider: MeterProvider = (
+        SdkMeterProvider(resource=resource, metric_readers=readers)
+        if readers
+        else NoOpMeterProvider()
     )
     return TelemetryProviders(
         tracer_provider, meter_provider, health, processors, [label for label, _ in exporters]

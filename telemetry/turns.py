@@ -1,7 +1,8 @@
 """The plain data a turn accumulates while it runs, and the arithmetic done when it closes.
 
 Recording is cheap (attribute assignments on a slotted object); nothing here touches OTel. The
-spans are built from these records once the turn is finished (telemetry.spans).
+spans are built from these records once the turn is finished, on the emitter thread
+(telemetry.spans); the caller only computes the `TurnSummary` it needs at once.
 
 Timeline of a turn (all epoch ns):
     t0 start            first user activity (or the model's own first output)
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import SpanContext
+from opentelemetry.context import Context
 
 from telemetry.records import TurnSummary, UsageSnapshot
 from telemetry.usage import UsageBreakdown
@@ -36,7 +37,7 @@ class ToolRecord:
     end_ns: int | None = None
     duration_s: float | None = None
     response: Any = None
-    error: str | None = None
+    error: str | None = None  # as reported; redacted when its span is built
     status: str | None = None  # ok | error | cancelled | abandoned
     emitted: bool = False
 
@@ -78,12 +79,13 @@ class TurnRecord:
     usage_late: bool = False
     playback_start_ns: int | None = None
     heard_ms: float | None = None
-    # lifecycle: open → awaiting (closed locally, server's turn_complete due) → finished →
-    # emitted (turn span out) → chat_emitted (generation out, with usage or given up on it)
+    # lifecycle (decided on the caller's thread): open → finished → emitted (turn span handed
+    # to the emitter) → chat_emitted (generation handed over, with usage or given up on it)
     state: str = "open"
     deadline_ns: int = 0
-    span_context: SpanContext | None = None
     chat_emitted: bool = False
+    # set by the emitter thread once the turn span exists: the parent of its chat and tools
+    ctx: Context | None = None
     summary: TurnSummary | None = None
     # caches: usage split (per snapshot object) and redacted (user, model) text
     _split: tuple[UsageSnapshot, UsageBreakdown] | None = None
@@ -163,17 +165,22 @@ class TurnRecord:
         return self._split[1]
 
     def make_summary(self, cost_usd: float | None) -> TurnSummary:
-        phases = self.phases_ms()
+        """The caller's numbers, computed once at close from one timeline."""
+        t0, t1, t2, t3 = self.timeline()
+        speech = (t1 - t0) / NS_PER_MS
+        endpointing = (t2 - t1) / NS_PER_MS
+        response = (t3 - t2) / NS_PER_MS
+        first = self.first_output_ns
         usage = self.breakdown()
         return TurnSummary(
             number=self.number,
             end_reason=self.end_reason or "completed",
             trigger=self.trigger,
-            user_speech_ms=phases["user_speech"],
-            endpointing_ms=phases["endpointing"],
-            response_ms=phases["response"],
-            total_ms=phases["total"],
-            ttfa_ms=self.ttfa_ms(),
+            user_speech_ms=speech,
+            endpointing_ms=endpointing,
+            response_ms=response,
+            total_ms=speech + endpointing + response,
+            ttfa_ms=None if first is None else max(first - t1, 0) / NS_PER_MS,
             tool_ms=self.tool_ms(),
             input_tokens=usage.input_tokens if usage else 0,
             output_tokens=usage.output_tokens if usage else 0,

@@ -17,33 +17,36 @@ from telemetry import keys as k
 from telemetry.records import ModalityTokens, UsageSnapshot
 
 MODALITIES = ("text", "audio", "image")
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
-# Gemini modality names → our three priced modalities. VIDEO frames bill as image; DOCUMENT and
-# unspecified content as text.
-_MODALITY = {"TEXT": "text", "AUDIO": "audio", "IMAGE": "image", "VIDEO": "image"}
+# Gemini modality names → our three priced modalities (as indexes into [text, audio, image]).
+# VIDEO frames bill as image; DOCUMENT and unspecified content as text.
+_INDEX = {"TEXT": 0, "AUDIO": 1, "IMAGE": 2, "VIDEO": 2}
+_TEXT, _AUDIO = 0, 1
+_TAKE_BACK = {_TEXT: (0, 1, 2), _AUDIO: (1, 0, 2)}  # remainder modality first
 
 
-def _by_modality(details: Iterable[ModalityTokens]) -> dict[str, int]:
-    out = dict.fromkeys(MODALITIES, 0)
+def _by_modality(details: Iterable[ModalityTokens]) -> list[int]:
+    out = [0, 0, 0]
     for d in details:
-        out[_MODALITY.get(str(d.modality).upper(), "text")] += max(int(d.tokens), 0)
+        out[_INDEX.get(str(d.modality).upper(), _TEXT)] += max(int(d.tokens), 0)
     return out
 
 
-def _fit(parts: dict[str, int], total: int, remainder_to: str) -> dict[str, int]:
+def _fit(parts: list[int], total: int, remainder_to: int) -> dict[str, int]:
     """Make `parts` sum to `total`: a missing remainder goes to `remainder_to`; an excess (the
-    details over-report) is taken back from the modalities, remainder modality first."""
-    parts = dict(parts)
-    gap = total - sum(parts.values())
+    details over-report) is taken back from the modalities, remainder modality first.
+    (Lists on purpose: this runs on the caller's thread for every turn.)"""
+    gap = total - (parts[0] + parts[1] + parts[2])
     if gap >= 0:
         parts[remainder_to] += gap
-        return parts
-    excess = -gap
-    for m in (remainder_to, *[m for m in MODALITIES if m != remainder_to]):
-        take = min(parts[m], excess)
-        parts[m] -= take
-        excess -= take
-    return parts
+    else:
+        excess = -gap
+        for i in _TAKE_BACK[remainder_to]:
+            take = min(parts[i], excess)
+            parts[i] -= take
+            excess -= take
+    return {"text": parts[0], "audio": parts[1], "image": parts[2]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +63,18 @@ class UsageBreakdown:
     @classmethod
     def from_snapshot(cls, u: UsageSnapshot) -> UsageBreakdown:
         prompt, cached = max(u.prompt, 0), min(max(u.cached, 0), max(u.prompt, 0))
-        cached_by = _fit(_by_modality(u.cache_details), cached, "text")
-        prompt_by = _by_modality(u.prompt_details)
-        uncached_hint = {m: max(prompt_by[m] - cached_by[m], 0) for m in MODALITIES}
+        cached_by = _fit(_by_modality(u.cache_details), cached, _TEXT)
+        p = _by_modality(u.prompt_details)
+        hint = [
+            max(p[0] - cached_by["text"], 0),
+            max(p[1] - cached_by["audio"], 0),
+            max(p[2] - cached_by["image"], 0),
+        ]
         # Undetailed prompt tokens (system prompt, tool declarations) are text.
-        uncached = _fit(uncached_hint, prompt - cached, "text")
-        tool_use = _fit(_by_modality(u.tool_use_prompt_details), max(u.tool_use_prompt, 0), "text")
+        uncached = _fit(hint, prompt - cached, _TEXT)
+        tool_use = _fit(_by_modality(u.tool_use_prompt_details), max(u.tool_use_prompt, 0), _TEXT)
         # Live answers in speech: undetailed response tokens are audio.
-        output = _fit(_by_modality(u.response_details), max(u.response, 0), "audio")
+        output = _fit(_by_modality(u.response_details), max(u.response, 0), _AUDIO)
         return cls(uncached, cached_by, tool_use, output, max(u.thoughts, 0), max(u.total, 0))
 
     @property
@@ -132,5 +139,5 @@ class UsageBreakdown:
                 attrs[k.usage_modality_cache_read_key(m)] = self.input_cached[m]
             if self.output[m]:
                 attrs[k.usage_modality_key(m, "output")] = self.output[m]
-        attrs[k.LF_USAGE_DETAILS] = json.dumps(self.details(), separators=(",", ":"))
+        attrs[k.LF_USAGE_DETAILS] = _COMPACT_JSON.encode(self.details())
         return attrs

@@ -26,13 +26,17 @@ def session_info(**overrides: Any) -> SessionInfo:
 
 @dataclass
 class Traced:
-    """A `VoiceTelemetry` over real SDK providers whose output is kept in memory."""
+    """A `VoiceTelemetry` over real SDK providers whose output is kept in memory.
+
+    Spans and metrics are built on the telemetry's emitter thread, so every read goes through
+    `force_flush()` first — the documented contract for reading what was traced."""
 
     tel: VoiceTelemetry
     exporter: InMemorySpanExporter
     reader: InMemoryMetricReader
 
     def spans(self) -> list[ReadableSpan]:
+        assert self.tel.force_flush(2.0), "telemetry did not flush within 2 s"
         return list(self.exporter.get_finished_spans())
 
     def named(self, prefix: str) -> list[ReadableSpan]:
@@ -45,6 +49,7 @@ class Traced:
 
     def metrics(self) -> dict[str, Any]:
         """metric name → list of data points (all scopes)."""
+        assert self.tel.force_flush(2.0), "telemetry did not flush within 2 s"
         data = self.reader.get_metrics_data()
         out: dict[str, Any] = {}
         for rm in data.resource_metrics if data else ():

@@ -155,6 +155,7 @@ def test_full_queue_drops_are_counted_not_blocking(made) -> None:
         for _ in range(10):
             _session(tel)
         assert time.monotonic() - rx_hit < 0.5
+        tel.force_flush(0.3)  # spans are built on the emitter thread; the export still hangs
         assert tel.health()["spans_dropped"] >= 10 * 3 - 4 - 3  # queue 4, one batch in flight
         tel.shutdown(0.3)
 
@@ -224,6 +225,7 @@ def test_tracer_exceptions_are_contained_and_counted() -> None:
     ended = s.end()
     assert summary is not None and summary.number == 1  # the voice path got its numbers
     assert ended is not None and ended.turns == 1
+    assert tel.force_flush(1.0)  # the turn's spans fail on the emitter thread
     health = tel.health()
     assert health["tracer_errors"] >= 3
     assert "RuntimeError" in health["last_error"] or "TypeError" in health["last_error"]
