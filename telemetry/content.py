@@ -130,8 +130,3 @@ class Redactor:
         except (TypeError, ValueError):
             raw = repr(value)
         return self(raw)
-
-
-def redact_always(text: str, max_chars: int = 500) -> str:
-    """For non-content strings that may still carry secrets (error reasons): always applied."""
-    return Redactor(max_chars=max_chars)(text)

@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from telemetry import keys as k
-from telemetry.content import Redactor, redact_always
+from telemetry.content import Redactor
 from telemetry.health import TelemetryHealth
 from telemetry.prices import Cost, PriceTable
 from telemetry.records import SessionInfo, SessionSummary
@@ -60,6 +60,9 @@ class SpanFactory:
     ) -> None:
         self.tracer, self.info, self.health = tracer, info, health
         self.prices, self.redact = prices, redactor  # redactor None ⇒ no content, ever
+        # Error texts are not content but can quote anything (a tool's message repeating the
+        # user's words): always redacted, with the session's own blurred secrets too.
+        self.redact_error = Redactor(info.secrets_blurred, max_chars=500)
         # Rule 1: ids on every span (Langfuse filters on them; a lost root orphans nothing).
         self.ids: Attrs = {
             k.SESSION_ID: info.session_id,
@@ -367,7 +370,7 @@ class SpanFactory:
         error = None
         level = k.LEVEL_DEFAULT
         if status == "error":
-            level, error = k.LEVEL_ERROR, redact_always(tool.error or "error")
+            level, error = k.LEVEL_ERROR, self.redact_error(tool.error or "error")
             attrs[k.ERROR_TYPE] = "tool_error"
             attrs[k.LF_STATUS_MESSAGE] = error
         elif status == "abandoned":

@@ -17,7 +17,6 @@ from opentelemetry.metrics import UpDownCounter
 from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from telemetry import keys as k
-from telemetry.content import redact_always
 from telemetry.health import TelemetryHealth
 from telemetry.metrics import ModelMetrics
 from telemetry.prices import Cost
@@ -54,7 +53,7 @@ class SessionWriter:
         error: str | None,
         reconnect_reason: str | None = None,
     ) -> None:
-        err = redact_always(error) if error else None
+        err = self.spans.redact_error(error) if error else None
         self.spans.connect(self.root_ctx, start_ns, end_ns, resumed, err, reconnect_reason)
 
     def turn_closed(self, s: TurnSummary, audio_in_s: float, audio_out_s: float) -> None:
@@ -94,14 +93,17 @@ class SessionWriter:
         self.root.add_event(name, attrs, timestamp=at_ns)
 
     def model_error(self, code: int | None, reason: str, at_ns: int) -> None:
-        attrs = {"code": code if code is not None else -1, "reason": redact_always(reason)}
+        attrs = {
+            "code": code if code is not None else -1,
+            "reason": self.spans.redact_error(reason),
+        }
         self.root.add_event(k.EV_MODEL_ERROR, attrs, timestamp=at_ns)
 
     def close(self, s: SessionSummary, error: str | None, end_ns: int) -> None:
         """End the root with the session's totals; it is the last job of its session."""
         try:
             if s.end_reason in k.ERROR_END_REASONS:
-                error = redact_always(error) if error else s.end_reason
+                error = self.spans.redact_error(error) if error else s.end_reason
             else:
                 error = None
             if self.root is not INVALID_SPAN:

@@ -556,12 +556,6 @@ async def test_with_consent_content_is_exported_redacted(traced: Traced) -> None
     assert "[PHONE]" in tools["navigate_to_location"]["langfuse.observation.status_message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="telemetry/session.py redacts tool errors (and model/connect errors) with "
-    "redact_always(), which does not know the session's secrets_blurred: a blurred secret in a "
-    "tool's error text is exported in status_message and the span status, consent or not",
-)
 async def test_a_blurred_secret_in_a_tool_error_is_redacted_from_status_messages(
     traced: Traced,
 ) -> None:
