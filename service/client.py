@@ -43,6 +43,7 @@ class VoiceClient:
     on_message: Callable[[dict[str, Any]], None] | None = None
     send_playback: bool = True
     messages: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)  # control messages we sent
     audio: dict[int, TurnAudio] = field(default_factory=dict)
     close_code: int | None = None
     close_reason: str = ""
@@ -70,7 +71,9 @@ class VoiceClient:
     # -- sending ----------------------------------------------------------------------------------
 
     async def send(self, type_: str, **fields: Any) -> None:
-        await self.ws.send(json.dumps({"type": type_, **fields}))
+        message = {"type": type_, **fields}
+        self.sent.append(message)
+        await self.ws.send(json.dumps(message))
 
     async def say(self, pcm16_16k: bytes, frame_ms: int = 20, pace_s: float = 0.0) -> None:
         """Stream audio as the microphone would, `frame_ms` per frame (unpaced by default)."""
@@ -138,7 +141,7 @@ class VoiceClient:
 
     async def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "transcript" and message.get("turn"):
+        if kind == "response_started":
             self._current_turn = message["turn"]
         elif kind in ("interrupted", "turn_complete"):
             turn = message.get("turn") or message.get("number")

@@ -110,6 +110,7 @@ class VoiceBridge:
         self._limiter = _RateLimiter(self._settings.max_frames_per_s)
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._speaking_turn: int | None = None
         self._model: GeminiLive | None = None
         self._trace: SessionTrace | None = None
         self._budget = BudgetTracker.from_session(session, warn_at=self._settings.budget_warn_ratio)
@@ -353,6 +354,10 @@ class VoiceBridge:
             match event:
                 case ev.AudioOut(data=data, sample_rate=rate):
                     trace.model_audio(len(data), rate)
+                    if trace.current_turn != self._speaking_turn:
+                        # Binary frames carry no turn number: announce whose audio follows.
+                        self._speaking_turn = trace.current_turn
+                        await self._send("response_started", turn=self._speaking_turn)
                     await self._send_bytes(data)
                 case ev.TextOut(text=text, thought=thought):
                     trace.model_text(text, thought=thought)

@@ -85,6 +85,13 @@ async def test_spoken_turns_are_ended_by_server_vad_and_numbered(start_service):
         await client.wait_for("session_ended")
     heard = [m for m in client.of_type("transcript") if m["role"] == "user" and m["final"]]
     assert [m["turn"] for m in heard] == [1, 2]
+    # Each turn's audio is announced once, so the client files every byte under the right turn.
+    assert [m["turn"] for m in client.of_type("response_started")] == [1, 2]
+    assert set(client.audio) == {1, 2} and all(a.bytes_received for a in client.audio.values())
+    stops = {
+        m["turn"]: m for m in client.sent if m["type"] == "playback" and m["event"] == "stopped"
+    }
+    assert stops[2]["played_ms"] == pytest.approx(client.audio[2].ms, abs=0.1)
     assert (first["number"], second["number"]) == (1, 2)
     assert first["user_speech_ms"] > 500  # one second of voiced audio, measured on our side
     phases = first["user_speech_ms"] + first["endpointing_ms"] + first["response_ms"]
