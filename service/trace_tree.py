@@ -22,6 +22,16 @@ def _line(span: ReadableSpan) -> str:
         parts.append(f"tokens in {attrs[_USAGE[0]]} / out {attrs[_USAGE[1]]}")
     if "gen_ai.response.time_to_first_chunk" in attrs:
         parts.append(f"TTFA {1000 * float(attrs['gen_ai.response.time_to_first_chunk']):.0f} ms")
+    if attrs.get("voice.audio.unheard_ms"):
+        parts.append(
+            f"heard {float(attrs.get('voice.audio.heard_ms', 0)):.0f} ms, "
+            f"{float(attrs['voice.audio.unheard_ms']):.0f} ms never heard"
+            + (
+                f" (${float(attrs['voice.audio.unheard_cost_usd']):.5f})"
+                if "voice.audio.unheard_cost_usd" in attrs
+                else ""
+            )
+        )
     if "gen_ai.tool.call.id" in attrs and "voice.tool.status" in attrs:
         parts.append(str(attrs["voice.tool.status"]))
     if not span.status.is_ok:

@@ -56,6 +56,7 @@ def test_demo_runs_offline_and_prints_the_trace_tree(tmp_path):
     assert out.count("invoke_agent voicetrace") >= 6
     assert "interrupted" in out
     assert "barge-in" in out
+    assert "never heard" in out  # the cost of audio cut off by the barge-in is on the trace
 
 
 @pytest.mark.parametrize("argv", [["token"], ["serve", "--port", "notanumber"]])
