@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
         if v is not None
     }
     settings = Settings(**overrides)
+    settings.check_servable()
     app = create_app(settings)
     config = uvicorn_config(
         app, settings.host, settings.port, settings.log_level, settings.max_frame_bytes

@@ -66,8 +66,9 @@ def uvicorn_config(
         host=host,
         port=port,
         log_level=log_level,
-        # Frames far over our own limit are refused by the protocol layer itself (close 1009).
-        ws_max_size=max(4 * max_frame_bytes, 1 << 16),
+        # The bridge closes 1009 (after `session_ended`) for frames over 4× the limit; frames
+        # beyond this are refused by the protocol layer itself (1009, no goodbye).
+        ws_max_size=max(16 * max_frame_bytes, 1 << 16),
         timeout_graceful_shutdown=10,
         lifespan="on",
     )

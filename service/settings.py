@@ -12,6 +12,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Good for a laptop; `voicetrace serve` refuses it on any address other people can reach.
+DEV_JWT_SECRET = "voicetrace-development-secret-change-me-in-production"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -24,7 +28,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     # Auth: HS256 JWT bearer tokens. The default secret is for local development only.
-    jwt_secret: SecretStr = SecretStr("voicetrace-development-secret-change-me-in-production")
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_ttl_s: int = 3600
 
     # Storage: SQLite file by default; `DATABASE_URL` (no prefix) switches to PostgreSQL.
@@ -61,6 +65,17 @@ class Settings(BaseSettings):
     budget_warn_ratio: float = 0.8
     flush_timeout_s: float = 5.0
     shutdown_grace_s: float = 5.0
+
+    def check_servable(self) -> None:
+        """Refuse settings that are only safe on a developer's own machine."""
+        secret = self.jwt_secret.get_secret_value()
+        if self.host not in LOOPBACK_HOSTS and secret == DEV_JWT_SECRET:
+            raise ValueError(
+                f"refusing to serve on {self.host} with the development JWT secret: "
+                "set VOICETRACE_JWT_SECRET (e.g. openssl rand -hex 32)"
+            )
+        if len(secret.encode()) < 32:
+            raise ValueError("VOICETRACE_JWT_SECRET must be at least 32 bytes for HS256")
 
     @cached_property
     def effective_database_url(self) -> str:

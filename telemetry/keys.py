@@ -194,6 +194,9 @@ END_REASONS: Final = frozenset(
         "client_disconnect",
         "server_shutdown",
         "budget_paused",
+        "ended_by_user",  # REST DELETE while live
+        "rate_limited",  # the client flooded past the frame rate limit (closed 1008)
+        "protocol_abuse",  # too many invalid frames, or a frame far over the size limit
         "internal_error",
     }
 )

@@ -128,7 +128,7 @@ class SessionTrace:
                 t = book.user_turn(now, "user_audio")
             if t.speech_start_ns is None:
                 t.speech_start_ns = now
-                t.events.append((k.EV_SPEECH_STARTED, {}, now))
+                t.add_event(k.EV_SPEECH_STARTED, {}, now)
             t.user_end_ns = now
         if t is not None:
             t.audio_in_s += duration_s
@@ -146,12 +146,12 @@ class SessionTrace:
         now = time.time_ns()
         if kind == "start":
             t = self._book.user_turn(now, "activity")
-            t.events.append((k.EV_SPEECH_STARTED, {"source": "activity_start"}, now))
+            t.add_event(k.EV_SPEECH_STARTED, {"source": "activity_start"}, now)
         elif kind == "end":
             t = self._book.turn
             if t is not None and not t.responding:
                 t.user_end_ns = now
-                t.events.append((k.EV_SPEECH_ENDED, {"source": "activity_end"}, now))
+                t.add_event(k.EV_SPEECH_ENDED, {"source": "activity_end"}, now)
         else:
             raise ValueError(f"user_activity kind must be 'start' or 'end', not {kind!r}")
 
@@ -159,7 +159,7 @@ class SessionTrace:
     def audio_stream_end(self) -> None:
         t = self._book.turn
         if t is not None and not t.responding:
-            t.events.append((k.EV_SPEECH_ENDED, {"source": "audio_stream_end"}, time.time_ns()))
+            t.add_event(k.EV_SPEECH_ENDED, {"source": "audio_stream_end"}, time.time_ns())
 
     @_guard()
     def input_transcript(self, text: str, finished: bool = False) -> None:
@@ -168,7 +168,7 @@ class SessionTrace:
         if self._content:
             t.user_text.append(text)
         if finished and t.speech_start_ns is not None:
-            t.events.append((k.EV_SPEECH_ENDED, {"source": "transcription"}, now))
+            t.add_event(k.EV_SPEECH_ENDED, {"source": "transcription"}, now)
 
     # -- model side -----------------------------------------------------------------------------
     @_guard()
@@ -254,7 +254,7 @@ class SessionTrace:
             return
         now = time.time_ns()
         if not t.interrupted:
-            t.events.append((k.EV_INTERRUPTED, {}, now))
+            t.add_event(k.EV_INTERRUPTED, {}, now)
         t.interrupted, t.end_reason = True, "interrupted"
         if t.cut_ns is None:
             t.cut_ns = now
@@ -309,13 +309,13 @@ class SessionTrace:
             return
         if event == "started" and t.playback_start_ns is None:
             t.playback_start_ns = now
-            t.events.append((k.EV_PLAYBACK_STARTED, {}, now))
+            t.add_event(k.EV_PLAYBACK_STARTED, {}, now)
             perceived = t.perceived_latency_ms()
             if perceived is not None:
                 self._submit(self._w.perceived, perceived / 1000.0)
         elif event == "stopped":
             t.heard_ms = max(float(played_ms), 0.0)
-            t.events.append((k.EV_PLAYBACK_STOPPED, {k.AUDIO_HEARD_MS: t.heard_ms}, now))
+            t.add_event(k.EV_PLAYBACK_STOPPED, {k.AUDIO_HEARD_MS: t.heard_ms}, now)
 
     # -- connection lifecycle -------------------------------------------------------------------
     @_guard()

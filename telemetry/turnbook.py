@@ -71,7 +71,7 @@ class TurnBook:
         if not t.responding:
             return t
         t.cut_ns = now
-        t.events.append((k.EV_BARGE_IN, {}, now))
+        t.add_event(k.EV_BARGE_IN, {}, now)
         if not t.generation_complete:
             t.interrupted, t.end_reason = True, "interrupted"
         if self.cut is not None:  # the server never completed the previous cut turn

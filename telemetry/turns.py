@@ -53,6 +53,9 @@ class ToolRecord:
         return (self.end_ns - self.start_ns) / NS_PER_MS
 
 
+MAX_TURN_EVENTS = 64
+
+
 @dataclass(slots=True)
 class TurnRecord:
     number: int
@@ -75,6 +78,16 @@ class TurnRecord:
     thoughts: list[str] = field(default_factory=list)
     tools: list[ToolRecord] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+    events_dropped: int = 0
+
+    def add_event(self, name: str, attrs: dict[str, Any], at_ns: int) -> None:
+        """Span events of this turn, capped: a client repeating a control frame must not grow
+        memory (the SDK would cut at 128 on export anyway; this bounds what we keep)."""
+        if len(self.events) < MAX_TURN_EVENTS:
+            self.events.append((name, attrs, at_ns))
+        else:
+            self.events_dropped += 1
+
     usage: UsageSnapshot | None = None
     usage_late: bool = False
     playback_start_ns: int | None = None

@@ -118,7 +118,9 @@ async def start_service(
                 **overrides,
             )
             app = create_app(settings, telemetry=telemetry, tools=tools)
-            server = await stack.enter_async_context(serve_in_background(app, grace_s=3.0))
+            server = await stack.enter_async_context(
+                serve_in_background(app, grace_s=3.0, max_frame_bytes=settings.max_frame_bytes)
+            )
             http = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=server.base_url, timeout=10)
             )

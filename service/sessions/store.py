@@ -69,6 +69,9 @@ def _audio_minutes(summary: Mapping[str, Any]) -> float | None:
     parts = [summary.get("audio_in_ms"), summary.get("audio_out_ms")]
     if any(isinstance(p, int | float) for p in parts):
         return sum(float(p) for p in parts if isinstance(p, int | float)) / 60_000
+    seconds = [summary.get("audio_in_s"), summary.get("audio_out_s")]  # telemetry's SessionSummary
+    if any(isinstance(s, int | float) for s in seconds):
+        return sum(float(s) for s in seconds if isinstance(s, int | float)) / 60
     return None
 
 

@@ -296,6 +296,8 @@ class VoiceBridge:
                     await self._on_client_message(parse_client_text(text))
             except ProtocolError as exc:
                 await self._reject(exc, size=len(data if data is not None else text or ""))
+            except ValueError as exc:  # the adapter refused the input itself
+                await self._reject(ProtocolError("invalid_input", str(exc)), size=0)
 
     async def _reject(self, exc: ProtocolError, size: int) -> None:
         settings = self._settings

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "voicetrace.v1"
@@ -38,6 +38,13 @@ class TextInput(_ClientMessage):
 
     type: Literal["text"]
     text: Annotated[str, Field(min_length=1, max_length=8_000)]
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        return value
 
 
 class AudioEnd(_ClientMessage):
@@ -87,6 +94,8 @@ def parse_client_text(
         data = json.loads(raw)
     except ValueError as exc:
         raise ProtocolError("bad_json", f"text frames must be JSON objects: {exc.msg}") from None
+    except RecursionError:  # `[[[[…` nested past the parser's stack
+        raise ProtocolError("bad_json", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", "text frames must be JSON objects")
     kind = data.get("type")

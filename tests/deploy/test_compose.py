@@ -83,7 +83,12 @@ def _docker_compose() -> str | None:
     [([], {}), (["--profile", "observability"], {"OTELCOL_OVERLAY": "tempo"})],
 )
 def test_docker_compose_accepts_the_file(args: list[str], extra_env: dict[str, str]) -> None:
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **extra_env}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "VOICETRACE_JWT_SECRET": "0" * 64,
+        **extra_env,
+    }
     result = subprocess.run(
         [_docker_compose() or "docker-compose", "-f", str(COMPOSE_FILE), *args, "config", "-q"],
         cwd=REPO,
@@ -321,3 +326,18 @@ def test_grafana_is_provisioned_with_datasources_and_the_dashboard(
     assert urls["tempo"].port == tempo["server"]["http_listen_port"]
     grpc = tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
     assert grpc.endswith(":" + env_of(compose, "otel-collector")["TEMPO_ENDPOINT"].split(":")[1])
+
+
+@pytest.mark.skipif(_docker_compose() is None, reason="the docker-compose binary is not installed")
+def test_docker_compose_refuses_to_start_without_a_jwt_secret() -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    result = subprocess.run(
+        [_docker_compose() or "docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "VOICETRACE_JWT_SECRET" in result.stderr

@@ -98,3 +98,17 @@ async def test_prometheus_metrics_show_voice_and_genai_histograms(start_service,
         "voice_telemetry_spans_total",
     ):
         assert name in body, name
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "development JWT secret"),
+        ({"VOICETRACE_JWT_SECRET": "short"}, "at least 32 bytes"),
+    ],
+)
+def test_serve_refuses_unsafe_secrets_on_a_public_address(env, message, monkeypatch, capsys):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert message in capsys.readouterr().err

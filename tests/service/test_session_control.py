@@ -73,6 +73,15 @@ async def test_rest_pause_resume_and_end_reach_the_live_session(start_service):
     state = await svc.get_session(session["id"], "bob")
     assert (state["state"], state["end_reason"]) == ("ENDED", "ended_by_user")
     assert state["summary"]["turns"] == 1
+    assert state["summary"]["end_reason"] == "ended_by_user"
+    assert state["audio_minutes_used"] > 0  # filled from the session's audio totals
+    (root,) = [
+        s
+        for s in svc.finished_spans()
+        if s.name == "voice_session" and s.attributes["session.id"] == session["id"]
+    ]
+    assert root.attributes["voice.session.end_reason"] == "ended_by_user"
+    assert root.status.is_ok
 
 
 async def test_activity_markers_are_refused_while_server_vad_is_on(start_service):

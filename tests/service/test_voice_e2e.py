@@ -183,6 +183,8 @@ async def test_control_messages_reach_the_model(start_service):
         ('{"type": "text", "text": 42}', "invalid_message"),
         ('{"type": "playback", "event": "paused", "turn": 1}', "invalid_message"),
         ('{"type": "text", "text": "hi", "extra": 1}', "invalid_message"),
+        ('{"type": "text", "text": "   "}', "invalid_message"),
+        ("[" * 60_000, "bad_json"),
         (b"\x01\x02\x03", "odd_audio_length"),
         (b"\x00" * 70_000, "frame_too_large"),
     ],
@@ -209,6 +211,9 @@ async def test_a_client_sending_garbage_is_closed_with_1008_and_the_session_ends
         assert await client.wait_closed() == 1008
     assert client.of_type("session_ended")[0]["reason"] == "protocol_abuse"
     assert (await svc.get_session(session["id"], "gina"))["state"] == "ENDED"
+    (root,) = by_name(session_spans(svc, session["id"]), "voice_session")
+    assert root.attributes["voice.session.end_reason"] == "protocol_abuse"
+    assert root.status.is_ok  # a misbehaving client is not a service error
 
 
 async def test_a_flooding_client_is_closed_with_1008(start_service):
@@ -220,16 +225,35 @@ async def test_a_flooding_client_is_closed_with_1008(start_service):
             await client.ws.send(silence(0.02))
         assert await client.wait_closed() == 1008
     assert (await svc.get_session(session["id"], "hal"))["state"] == "ENDED"
+    (root,) = by_name(session_spans(svc, session["id"]), "voice_session")
+    assert root.attributes["voice.session.end_reason"] == "rate_limited"
 
 
-async def test_a_frame_far_over_the_limit_closes_with_1009(start_service):
+@pytest.mark.parametrize(("size", "goodbye"), [(5_000, True), (200_000, False)])
+async def test_a_frame_far_over_the_limit_closes_with_1009(start_service, size, goodbye):
+    """Over 4× the limit the bridge says goodbye and closes 1009; past uvicorn's own cap the
+    protocol layer closes 1009 by itself. Either way the session ends and its trace says why."""
     svc = await start_service(max_frame_bytes=1_000)
     session = await svc.create_session("ivy")
     async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("ivy")) as client:
         await client.wait_for("session_started")
-        await client.ws.send(b"\x00" * 100_000)
+        await client.ws.send(b"\x00" * size)
         assert await client.wait_closed() == 1009
-    assert (await svc.get_session(session["id"], "ivy"))["state"] == "ENDED"
+    ended = await wait_ended(svc, session["id"], "ivy")
+    reason = "protocol_abuse" if goodbye else "client_disconnect"
+    assert ended["end_reason"] == reason
+    assert bool(client.of_type("session_ended")) is goodbye
+    (root,) = by_name(session_spans(svc, session["id"]), "voice_session")
+    assert root.attributes["voice.session.end_reason"] == reason
+
+
+async def wait_ended(svc, session_id: str, user: str) -> dict:
+    for _ in range(100):
+        current = await svc.get_session(session_id, user)
+        if current["state"] == "ENDED":
+            return current
+        await asyncio.sleep(0.05)
+    raise AssertionError("session did not end")
 
 
 @pytest.mark.parametrize("case", ["bad_token", "other_user", "unknown", "ended", "query_token_ok"])
