@@ -124,9 +124,15 @@ def build_router() -> APIRouter:
         return session
 
     async def update_session(
-        session_id: SessionId, body: SessionUpdate, user: CurrentUser, store: Store
+        session_id: SessionId,
+        body: SessionUpdate,
+        user: CurrentUser,
+        store: Store,
+        request: Request,
     ) -> LiveSession:
-        return await store.update(session_id, user, body)
+        session = await store.update(session_id, user, body)
+        notify_session_changed(request, session)  # new budgets apply to a live session at once
+        return session
 
     for method in ("PATCH", "PUT"):
         api.add_api_route(

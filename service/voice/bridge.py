@@ -122,6 +122,10 @@ class VoiceBridge:
         self._stop_reason = reason
         self._stop.set()
 
+    def set_budgets(self, session: Any) -> None:
+        """Budget limits changed over REST: they apply from the next turn on."""
+        self._budget = self._budget.with_limits_of(session)
+
     def set_paused(self, paused: bool, reason: str) -> None:
         """Pause or resume from outside (REST); the client hears of it right away."""
         if paused == self._paused:

@@ -37,7 +37,8 @@ class BudgetTracker:
     def __init__(self, limits: dict[str, float], warn_at: float = 0.8) -> None:
         self.limits = {k: float(v) for k, v in limits.items() if v is not None and float(v) > 0}
         self.warn_at = warn_at
-        self.used: dict[str, Decimal] = {k: Decimal(0) for k in self.limits}
+        # Usage is counted even without limits, so limits set later (PATCH) see the whole session.
+        self.used: dict[str, Decimal] = {"usd": Decimal(0), "audio_minutes": Decimal(0)}
         self._warned: set[str] = set()
 
     @classmethod
@@ -53,15 +54,19 @@ class BudgetTracker:
         }
         return cls({k: v for k, v in limits.items() if v is not None}, warn_at)
 
+    def with_limits_of(self, session: Any) -> BudgetTracker:
+        """The same usage so far, under the session's (possibly changed) limits."""
+        fresh = BudgetTracker.from_session(session, self.warn_at)
+        fresh.used = dict(self.used)
+        fresh._warned = {m for m in self._warned if m in fresh.limits}
+        return fresh
+
     def add_turn(self, turn: dict[str, Any]) -> BudgetCheck | None:
         """Account one finished turn; return the most urgent check, if any threshold was crossed."""
-        if not self.limits:
-            return None
-        if "usd" in self.used and turn.get("cost_usd") is not None:
+        if turn.get("cost_usd") is not None:
             self.used["usd"] += Decimal(str(turn["cost_usd"]))
-        if "audio_minutes" in self.used:
-            audio_ms = (turn.get("audio_in_ms") or 0) + (turn.get("audio_out_ms") or 0)
-            self.used["audio_minutes"] += Decimal(str(audio_ms)) / Decimal(60_000)
+        audio_ms = (turn.get("audio_in_ms") or 0) + (turn.get("audio_out_ms") or 0)
+        self.used["audio_minutes"] += Decimal(str(audio_ms)) / Decimal(60_000)
         worst: BudgetCheck | None = None
         for metric, limit in self.limits.items():
             used = float(self.used[metric])

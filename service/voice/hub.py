@@ -34,11 +34,12 @@ class VoiceHub:
         bridge = self.find(session.id)
         if bridge is None:
             return
+        bridge.set_budgets(session)
         if session.state == SessionState.ENDED:
             bridge.stop(session.end_reason or "ended_by_user")
-        elif session.state == SessionState.PAUSED:
+        elif session.state == SessionState.PAUSED and session.state_reason != "budget_exhausted":
             bridge.set_paused(True, session.state_reason or "paused_by_user")
-        elif session.state == SessionState.LIVE:
+        elif session.state == SessionState.LIVE and session.state_reason == "resumed_by_user":
             bridge.set_paused(False, session.state_reason or "resumed_by_user")
 
     async def drain(self, reason: str, timeout_s: float) -> None:

@@ -112,3 +112,24 @@ async def test_push_to_talk_turns_are_marked_by_activity_start_and_end(start_ser
     sent = [e.message for e in svc.emulator.wire if e.direction == "in" and e.message]
     assert any("activityStart" in str(m) or "activity_start" in str(m) for m in sent)
     assert any("activityEnd" in str(m) or "activity_end" in str(m) for m in sent)
+
+
+async def test_a_budget_patched_during_a_live_session_applies_from_the_next_turn(start_service):
+    svc = await start_service()
+    session = await svc.create_session("erin")
+    auth = {"Authorization": f"Bearer {svc.token('erin')}"}
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("erin")) as client:
+        await client.wait_for("session_started")
+        await client.send("text", text="Hello")
+        first = await client.wait_for("turn_complete")
+        limit = round(first["cost_usd"] * 1.5, 6)  # the second turn will cross it
+        response = await svc.http.patch(
+            f"/live-sessions/{session['id']}",
+            json={"budgets": {"session_usd": limit}},
+            headers=auth,
+        )
+        assert response.status_code == 200, response.text
+        await client.send("text", text="Hello")
+        paused = await client.wait_for("session_paused")
+    assert paused["reason"] == "budget_exhausted"
+    assert paused["budget"]["limit"] == pytest.approx(limit)
