@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_frame_bytes: int = 64_000
     max_frames_per_s: int = 200
     max_bad_frames: int = 20
+    max_audio_speed: float = 2.0  # sustained audio seconds per wall-clock second
+    audio_burst_s: float = 30.0  # audio that may arrive at once (a client catching up)
 
     # Telemetry (export targets come from OTEL_* / LANGFUSE_* env vars)
     agent_name: str = "voicetrace"

@@ -66,20 +66,20 @@ class BridgeDeps:
     hub: VoiceHub
 
 
-class _RateLimiter:
-    """At most `per_second` frames in any one-second window (fixed window, cheap)."""
+class _TokenBucket:
+    """Allows `rate` units per second on average, `burst` at once (frames, or audio seconds)."""
 
-    def __init__(self, per_second: int) -> None:
-        self.per_second = per_second
-        self._window = 0
-        self._count = 0
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = burst
+        self._at = time.monotonic()
 
-    def allow(self) -> bool:
-        now = int(time.monotonic())
-        if now != self._window:
-            self._window, self._count = now, 0
-        self._count += 1
-        return self._count <= self.per_second
+    def take(self, amount: float = 1.0) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        self._tokens -= amount
+        return self._tokens >= 0
 
 
 class _Closing(Exception):
@@ -107,7 +107,12 @@ class VoiceBridge:
         self._close_message = ""
         self._paused = False
         self._bad_frames = 0
-        self._limiter = _RateLimiter(self._settings.max_frames_per_s)
+        self._frames = _TokenBucket(
+            self._settings.max_frames_per_s, self._settings.max_frames_per_s
+        )
+        # Audio may arrive faster than real time (buffered after a network hiccup), not forever:
+        # every second of it is billed by Gemini.
+        self._audio = _TokenBucket(self._settings.max_audio_speed, self._settings.audio_burst_s)
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._speaking_turn: int | None = None
@@ -281,7 +286,7 @@ class VoiceBridge:
                 raise _Closing("client_disconnect", CLOSE_NORMAL, "") from None
             if message["type"] == "websocket.disconnect":
                 raise _Closing("client_disconnect", CLOSE_NORMAL, "")
-            if not self._limiter.allow():
+            if not self._frames.take():
                 raise _Closing(
                     "rate_limited",
                     CLOSE_POLICY,
@@ -316,7 +321,14 @@ class VoiceBridge:
         check_audio_frame(frame, self._settings.max_frame_bytes)
         if self._paused:
             return  # a paused session is not billed: its audio goes nowhere
-        self._trace.user_audio(pcm16_duration_s(len(frame), INPUT_SAMPLE_RATE), is_voiced(frame))
+        seconds = pcm16_duration_s(len(frame), INPUT_SAMPLE_RATE)
+        if not self._audio.take(seconds):
+            raise _Closing(
+                "rate_limited",
+                CLOSE_POLICY,
+                f"audio faster than {self._settings.max_audio_speed:g}x real time",
+            )
+        self._trace.user_audio(seconds, is_voiced(frame))
         await self._model.send_audio(frame)
 
     async def _on_client_message(self, msg: object) -> None:

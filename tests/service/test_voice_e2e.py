@@ -298,3 +298,17 @@ async def test_a_second_connection_to_a_live_session_is_refused_and_harms_nothin
         await winner.send("text", text="Still mine?")
         assert (await winner.wait_for("turn_complete"))["end_reason"] == "completed"
         assert (await svc.get_session(session["id"], "kim"))["state"] == "LIVE"
+
+
+async def test_audio_streamed_far_faster_than_real_time_is_closed_with_1008(start_service):
+    svc = await start_service(audio_burst_s=2.0, max_frame_bytes=64_000)
+    session = await svc.create_session("lou")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("lou")) as client:
+        await client.wait_for("session_started")
+        await client.say(silence(1.5), frame_ms=500)  # within the burst: accepted
+        await asyncio.sleep(0.1)
+        assert not client.closed
+        await client.say(silence(3.0), frame_ms=500)  # 4.5 s of audio in ~0.1 s: too fast
+        assert await client.wait_closed() == 1008
+    assert "real time" in client.close_reason
+    assert client.of_type("session_ended")[0]["reason"] == "rate_limited"
