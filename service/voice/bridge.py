@@ -208,8 +208,24 @@ class VoiceBridge:
     async def _connect_model(self) -> bool:
         settings = self._settings
         self._trace.connect_started()
+        connect = asyncio.ensure_future(
+            asyncio.wait_for(self._model.connect(), settings.model_connect_timeout_s)
+        )
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({connect, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not connect.done():  # shutdown or REST end while connecting: do not wait for it
+            connect.cancel()
+            with contextlib.suppress(BaseException):
+                await connect
+            self._trace.connect_finished(error="abandoned: the session ended while connecting")
+            self._end_reason = self._stop_reason
+            self._close_code = (
+                CLOSE_GOING_AWAY if self._stop_reason == "server_shutdown" else CLOSE_NORMAL
+            )
+            return False
         try:
-            await asyncio.wait_for(self._model.connect(), settings.model_connect_timeout_s)
+            connect.result()
         except Exception as exc:  # typed adapter errors carry a close code and reason
             reason = _describe(exc)
             self._trace.connect_finished(error=reason)

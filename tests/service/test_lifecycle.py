@@ -279,3 +279,31 @@ async def test_a_query_string_token_never_reaches_the_server_log(tmp_path):
     log = output.decode()
     assert f"/v1/voice/{session_id}?token=[REDACTED]" in log  # the line is there, the token is not
     assert token not in log and token.split(".")[2] not in log
+
+
+async def test_ending_a_session_while_the_model_connects_does_not_wait_for_it(
+    start_service, monkeypatch
+):
+    svc = await start_service(model_connect_timeout_s=10)
+    held: list[asyncio.StreamWriter] = []  # a "Gemini" that accepts TCP and never answers TLS
+    silent = await asyncio.start_server(lambda _r, w: held.append(w), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", f"https://127.0.0.1:{port}")
+    try:
+        session = await svc.create_session("max")
+        async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("max")) as client:
+            await asyncio.sleep(0.5)  # the bridge is stuck connecting to the model
+            started = time.monotonic()
+            response = await svc.http.delete(
+                f"/live-sessions/{session['id']}",
+                headers={"Authorization": f"Bearer {svc.token('max')}"},
+            )
+            assert response.status_code == 200
+            ended = await client.wait_for("session_ended", timeout=5)
+            assert time.monotonic() - started < 2  # not the 10 s connect timeout
+            assert not client.of_type("session_started")
+        assert ended["reason"] == "ended_by_user"
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
