@@ -447,7 +447,9 @@ class ToolRegistry:
         except Exception as exc:
             # The type and message only: arguments may hold user content, so they are not logged.
             log.warning("tool %s raised %s", call.name, type(exc).__name__, exc_info=True)
-            return fail(f"tool '{call.name}' failed: {type(exc).__name__}: {exc}")
+            # Only the type reaches the model and the client: an unexpected exception's message
+            # can carry internals (URLs, credentials). Raise ToolError to say something on purpose.
+            return fail(f"tool '{call.name}' failed: {type(exc).__name__}")
         try:
             response = {"result": _jsonable(result)}
         except (TypeError, ValueError) as exc:
