@@ -117,8 +117,12 @@ class LiveSession:
 
     def _reap(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("emulator task failed: %r", task.exception())
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if isinstance(exc, WebSocketDisconnect):  # the client left mid-turn: expected
+            log.debug("emulator task ended by a disconnect: %r", exc)
+        else:  # a bug in a scripted turn must not look like a silent stall
+            log.warning("emulator task failed", exc_info=exc)
 
     # -- frames --------------------------------------------------------------------------------
 
