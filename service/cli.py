@@ -33,7 +33,8 @@ def _token(args: argparse.Namespace) -> int:
     from service.api.auth import mint_token
 
     settings = Settings()
-    print(mint_token(args.user, settings.jwt_secret.get_secret_value(), ttl_s=args.ttl))
+    ttl = args.ttl if args.ttl is not None else settings.jwt_ttl_s
+    print(mint_token(args.user, settings.jwt_secret.get_secret_value(), ttl_s=ttl))
     return 0
 
 
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="mint a development bearer token")
     token.add_argument("--user", required=True, help="user id (the token's subject)")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds (default VOICETRACE_JWT_TTL_S)")
     token.set_defaults(func=_token)
 
     emulator = sub.add_parser("emulator", help="run the local Gemini Live emulator")

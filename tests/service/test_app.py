@@ -112,3 +112,12 @@ def test_serve_refuses_unsafe_secrets_on_a_public_address(env, message, monkeypa
         monkeypatch.setenv(name, value)
     assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_token_lifetime_defaults_to_the_configured_ttl(capsys, monkeypatch):
+    monkeypatch.setenv("VOICETRACE_JWT_SECRET", "cli-secret-0123456789abcdef0123456789")
+    monkeypatch.setenv("VOICETRACE_JWT_TTL_S", "120")
+    assert main(["token", "--user", "bob"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, "cli-secret-0123456789abcdef0123456789", algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 120
