@@ -56,11 +56,10 @@ from pathlib import Path
 from typing import Any
 
 import websockets
-
-from service.api.auth import mint_token
-from service.emulator.vad import Endpointer
-from service.voice.audio import frames, silence, speech_like
-from service.voice.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL
+from voicetrace.emulator.vad import Endpointer
+from voicetrace.service.api.auth import mint_token
+from voicetrace.service.voice.audio import frames, silence, speech_like
+from voicetrace.service.voice.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL
 
 # /health counters that mean the telemetry lost or failed something (shown when non-zero).
 TELEMETRY_ISSUES = (
@@ -479,7 +478,7 @@ def emulator_process(tmp: Path, turns: int, cpus: set[int] | None) -> Iterator[t
     argv = [
         sys.executable,
         "-m",
-        "service.cli",
+        "voicetrace.service.cli",
         "emulator",
         "--port",
         "0",
@@ -562,7 +561,7 @@ def run_level(
     )
     log = tmp / f"service-{n}-{'otlp' if sink else 'none'}.log"
     service = _spawn(
-        [sys.executable, "-m", "service.cli", "serve"],
+        [sys.executable, "-m", "voicetrace.service.cli", "serve"],
         log,
         env,
         tmp,

@@ -42,8 +42,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
-
-from telemetry import ModalityTokens, PriceTable, SessionInfo, UsageSnapshot, VoiceTelemetry
+from voicetrace.telemetry import (
+    ModalityTokens,
+    PriceTable,
+    SessionInfo,
+    UsageSnapshot,
+    VoiceTelemetry,
+)
 
 USAGE = UsageSnapshot(
     prompt=2400,

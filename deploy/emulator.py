@@ -42,7 +42,7 @@ def write_bundle(ca_pem: Path, bundle: Path) -> None:
 async def run(host: str, port: int, bundle: Path, api_key: str, scenario: str | None) -> None:
     """Serve until SIGTERM/SIGINT; the bundle exists exactly while the emulator accepts TLS."""
     # Imported here so `--check` (the healthcheck, run every few seconds) stays cheap.
-    from service.emulator import Emulator, Scenario
+    from voicetrace.emulator import Emulator, Scenario
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

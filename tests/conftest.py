@@ -6,6 +6,7 @@ TLS WebSockets, and its spans go through the real OTel SDK.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -17,15 +18,15 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from service.api.auth import mint_token
-from service.app import create_app
-from service.emulator import Emulator, Scenario
-from service.server import VoiceServer, serve_in_background
-from service.settings import Settings
-from service.voice.tools import ToolRegistry
-from telemetry import PriceTable, VoiceTelemetry
-from telemetry.setup import configure_telemetry
+from voicetrace.demo.tools import demo_registry
+from voicetrace.emulator import Emulator, Scenario
+from voicetrace.service.api.auth import mint_token
+from voicetrace.service.app import create_app
+from voicetrace.service.server import VoiceServer, serve_in_background
+from voicetrace.service.settings import Settings
+from voicetrace.service.voice.tools import ToolRegistry
+from voicetrace.telemetry import PriceTable, VoiceTelemetry
+from voicetrace.telemetry.setup import configure_telemetry
 
 JWT_SECRET = "test-secret-0123456789abcdef0123456789"
 
@@ -90,6 +91,7 @@ async def start_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[StartService]:
     """Factory: `svc = await start_service(scenario=Scenario(...), **settings_overrides)`."""
+    counter = itertools.count()
     async with AsyncExitStack() as stack:
 
         async def start(
@@ -113,11 +115,15 @@ async def start_service(
                 stack.callback(telemetry.shutdown, 2.0)
             settings = Settings(
                 jwt_secret=JWT_SECRET,
-                sqlite_path=tmp_path / f"svc-{len(stack._exit_callbacks)}.db",
+                sqlite_path=tmp_path / f"svc-{next(counter)}.db",
                 gemini_api_key=emulator.api_key,
                 **overrides,
             )
-            app = create_app(settings, telemetry=telemetry, tools=tools)
+            app = create_app(
+                settings,
+                telemetry=telemetry,
+                tools=tools if tools is not None else demo_registry(settings.tool_timeout_s),
+            )
             server = await stack.enter_async_context(
                 serve_in_background(app, grace_s=3.0, max_frame_bytes=settings.max_frame_bytes)
             )

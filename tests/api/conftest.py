@@ -18,14 +18,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-
-from service.api.auth import mint_token
-from service.api.errors import register_error_handlers
-from service.api.live_sessions import build_router
-from service.sessions.db import Database
-from service.sessions.schemas import LiveSession
-from service.sessions.store import SessionStore
-from service.settings import Settings
+from voicetrace.service.api.auth import mint_token
+from voicetrace.service.api.errors import register_error_handlers
+from voicetrace.service.api.live_sessions import build_router
+from voicetrace.service.sessions.db import Database
+from voicetrace.service.sessions.schemas import LiveSession
+from voicetrace.service.sessions.store import SessionStore
+from voicetrace.service.settings import Settings
 
 JWT_SECRET = "api-test-secret-0123456789abcdef0123456789"
 PG_ENV = "TEST_DATABASE_URL"

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-
-from service.api.auth import AuthError, mint_token, verify_token
+from voicetrace.service.api.auth import AuthError, mint_token, verify_token
 
 SECRET = "auth-test-secret-0123456789abcdef0123456789"
 

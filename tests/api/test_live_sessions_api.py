@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from voicetrace.service.api.auth import mint_token
+from voicetrace.service.sessions.state import SessionState
+from voicetrace.service.sessions.store import SessionStore
 
-from service.api.auth import mint_token
-from service.sessions.state import SessionState
-from service.sessions.store import SessionStore
 from tests.api.conftest import JWT_SECRET, Api, build_app
 
 S = SessionState

@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-
-from service.sessions.db import Database
-from service.sessions.errors import InvalidTransition, NotFound
-from service.sessions.schemas import Budgets, LiveSession, SessionCreate, SessionUpdate
-from service.sessions.state import SessionState
-from service.sessions.store import RECOVERED_REASON, SessionStore
+from voicetrace.service.sessions.db import Database
+from voicetrace.service.sessions.errors import InvalidTransition, NotFound
+from voicetrace.service.sessions.schemas import Budgets, LiveSession, SessionCreate, SessionUpdate
+from voicetrace.service.sessions.state import SessionState
+from voicetrace.service.sessions.store import RECOVERED_REASON, SessionStore
 
 S = SessionState
 

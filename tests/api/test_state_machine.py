@@ -5,8 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
-from service.sessions.state import (
+from voicetrace.service.sessions.state import (
     OPEN_STATES,
     TRANSITIONS,
     SessionState,

@@ -29,8 +29,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY, generate_latest
+from voicetrace.telemetry import (
+    ModalityTokens,
+    PriceTable,
+    SessionInfo,
+    UsageSnapshot,
+    VoiceTelemetry,
+)
 
-from telemetry import ModalityTokens, PriceTable, SessionInfo, UsageSnapshot, VoiceTelemetry
 from tests.deploy.conftest import DEPLOY, SCHEMAS, load_yaml
 from tests.deploy.promnames import label_name, parse_query, prom_name, series_names
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from google import genai
+from voicetrace.emulator import Emulator, Scenario
 
-from service.emulator import Emulator, Scenario
 from tests.emulator.helpers import FAST
 
 StartEmulator = Callable[..., Awaitable[Emulator]]

@@ -12,9 +12,9 @@ import pytest
 import websockets
 from google import genai
 from google.genai import errors, types
+from voicetrace.emulator import Emulator
 from websockets.exceptions import ConnectionClosed
 
-from service.emulator import Emulator
 from tests.emulator.helpers import live_config, one_turn, text_turn
 
 pytestmark = pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from google import genai
 from google.genai import errors, types
+from voicetrace.emulator import Scenario, ScriptedTurn
 
-from service.emulator import Scenario, ScriptedTurn
 from tests.emulator.helpers import FAST, live_config, one_turn, text_turn, until
 
 

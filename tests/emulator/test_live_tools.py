@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from google import genai
 from google.genai import types
+from voicetrace.emulator import Scenario, ScriptedTurn
 
-from service.emulator import Scenario, ScriptedTurn
 from tests.emulator.helpers import (
     live_config,
     one_turn,

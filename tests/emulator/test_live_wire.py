@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import websockets
+from voicetrace.emulator import Emulator, Scenario, ScriptedTurn
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from service.emulator import Emulator, Scenario, ScriptedTurn
 from tests.emulator.helpers import FAST, silence, speech
 
 LIVE = "/ws/google.ai.generativelanguage.{version}.GenerativeService.{method}"

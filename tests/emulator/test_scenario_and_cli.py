@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from google import genai
+from voicetrace.emulator import Scenario, ScriptedTurn
+from voicetrace.emulator.vad import Endpointer
 
-from service.emulator import Scenario, ScriptedTurn
-from service.emulator.vad import Endpointer
 from tests.emulator.helpers import live_config, one_turn, silence, speech, text_turn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ async def test_the_cli_prints_the_env_to_export_and_stops_on_ctrl_c(tmp_path, mo
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys; from service.emulator import run_emulator_cli; "
+        "import sys; from voicetrace.emulator import run_emulator_cli; "
         "run_emulator_cli(0, sys.argv[1])",
         str(scenario),
         cwd=ROOT,

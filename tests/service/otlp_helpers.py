@@ -22,10 +22,10 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from voicetrace.emulator import Emulator
+from voicetrace.telemetry import PriceTable, VoiceTelemetry
+from voicetrace.telemetry.setup import configure_telemetry
 
-from service.emulator import Emulator
-from telemetry import PriceTable, VoiceTelemetry
-from telemetry.setup import configure_telemetry
 from tests.otlp_receiver import Mode, OtlpReceiver, ReceivedSpan
 
 IDS = ("session.id", "user.id", "gen_ai.conversation.id")
@@ -341,7 +341,7 @@ def assert_trace_contract(
 ) -> Tree:
     """Assert the span tree, attribute and level contract of docs/telemetry.md on one
     session's exported spans; return them by role for scenario-specific assertions."""
-    from telemetry.keys import CONTENT_KEYS
+    from voicetrace.telemetry.keys import CONTENT_KEYS
 
     roots = [s for s in spans if not s.parent_span_id]
     assert [s.name for s in roots] == ["voice_session"], [s.name for s in spans]

@@ -7,8 +7,7 @@ import sys
 
 import jwt
 import pytest
-
-from service.cli import main
+from voicetrace.service.cli import main
 
 
 async def test_openapi_describes_every_endpoint(start_service):
@@ -43,7 +42,7 @@ def test_token_command_mints_a_token_for_the_configured_secret(capsys, monkeypat
 
 def test_demo_runs_offline_and_prints_the_trace_tree(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "demo"],
+        [sys.executable, "-m", "voicetrace.service.cli", "demo"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -75,7 +74,7 @@ async def test_metrics_endpoint_is_off_by_default(start_service):
 
 
 async def test_prometheus_metrics_show_voice_and_genai_histograms(start_service, monkeypatch):
-    from service.client import VoiceClient
+    from voicetrace.service.client import VoiceClient
 
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus")
     svc = await start_service()

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from voicetrace.service.client import VoiceClient
 
-from service.client import VoiceClient
 from tests.conftest import RunningService
 from tests.otlp_receiver import Mode
 from tests.service.otlp_helpers import Exported, exporting_telemetry

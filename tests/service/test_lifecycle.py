@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.sdk.trace import SpanProcessor
+from voicetrace.emulator import Emulator, Scenario, ScriptedTurn
+from voicetrace.service.client import VoiceClient
+from voicetrace.service.voice.audio import silence, speech_like
+from voicetrace.service.voice.tools import ToolRegistry
 
-from service.client import VoiceClient
-from service.emulator import Emulator, Scenario, ScriptedTurn
-from service.voice.audio import silence, speech_like
-from service.voice.tools import ToolRegistry
 from tests.conftest import JWT_SECRET
 from tests.otlp_receiver import OtlpReceiver
 
@@ -159,7 +159,7 @@ def _serve(
     if otlp:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "voicetrace.service.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -192,7 +192,7 @@ async def _create(base: str, token: str) -> str:
 
 
 async def test_sigterm_drains_live_sessions_and_flushes_spans(tmp_path):
-    from service.api.auth import mint_token
+    from voicetrace.service.api.auth import mint_token
 
     token = mint_token("dave", JWT_SECRET)
     async with Emulator() as emulator:
@@ -223,7 +223,7 @@ async def test_sigterm_drains_live_sessions_and_flushes_spans(tmp_path):
 
 
 async def test_sessions_left_live_by_a_crash_are_ended_on_the_next_start(tmp_path):
-    from service.api.auth import mint_token
+    from voicetrace.service.api.auth import mint_token
 
     token = mint_token("erin", JWT_SECRET)
     async with Emulator() as emulator:
@@ -259,8 +259,7 @@ async def test_sessions_left_live_by_a_crash_are_ended_on_the_next_start(tmp_pat
 
 async def test_a_query_string_token_never_reaches_the_server_log(tmp_path):
     import websockets
-
-    from service.api.auth import mint_token
+    from voicetrace.service.api.auth import mint_token
 
     token = mint_token("fay", JWT_SECRET)
     async with Emulator() as emulator:

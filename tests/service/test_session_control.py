@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from service.client import VoiceClient
-from service.voice.audio import silence, speech_like
+from voicetrace.service.client import VoiceClient
+from voicetrace.service.voice.audio import silence, speech_like
 
 
 async def _one_typed_turn_cost(svc) -> float:

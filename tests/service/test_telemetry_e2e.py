@@ -13,12 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from voicetrace.emulator import Scenario, ScriptedTurn
+from voicetrace.service.client import VoiceClient
+from voicetrace.service.voice.audio import silence, speech_like
+from voicetrace.telemetry import PriceTable
+from voicetrace.telemetry.keys import CONTENT_KEYS
 
-from service.client import VoiceClient
-from service.emulator import Scenario, ScriptedTurn
-from service.voice.audio import silence, speech_like
-from telemetry import PriceTable
-from telemetry.keys import CONTENT_KEYS
 from tests.conftest import JWT_SECRET, RunningService
 from tests.otlp_receiver import ReceivedSpan
 from tests.service.otlp_helpers import (

@@ -7,10 +7,9 @@ import asyncio
 from typing import Any
 
 import pytest
-
-from service.client import VoiceClient
-from service.emulator import Scenario
-from service.voice.audio import silence, speech_like
+from voicetrace.emulator import Scenario
+from voicetrace.service.client import VoiceClient
+from voicetrace.service.voice.audio import silence, speech_like
 
 pytestmark = pytest.mark.asyncio
 

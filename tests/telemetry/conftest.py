@@ -12,8 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from telemetry import PriceTable, SessionInfo, VoiceTelemetry
+from voicetrace.telemetry import PriceTable, SessionInfo, VoiceTelemetry
 
 MODEL = "gemini-3.8-live"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from voicetrace.telemetry import keys as k
+from voicetrace.telemetry.content import Redactor, capture_from_env
 
-from telemetry import keys as k
-from telemetry.content import Redactor, capture_from_env
 from tests.telemetry.conftest import Traced, session_info
 
 SECRET_TEXT = (

@@ -13,10 +13,10 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from voicetrace.telemetry import PriceTable, SessionTrace, UsageSnapshot, VoiceTelemetry
+from voicetrace.telemetry import keys as k
+from voicetrace.telemetry.setup import configure_providers
 
-from telemetry import PriceTable, SessionTrace, UsageSnapshot, VoiceTelemetry
-from telemetry import keys as k
-from telemetry.setup import configure_providers
 from tests.telemetry.conftest import session_info
 
 

@@ -9,10 +9,14 @@ from typing import Any
 
 import pytest
 from opentelemetry.trace import NoOpTracerProvider
+from voicetrace.telemetry import PriceTable, SessionInfo, UsageSnapshot, VoiceTelemetry
+from voicetrace.telemetry import keys as k
+from voicetrace.telemetry.setup import (
+    TelemetryConfigError,
+    configure_providers,
+    configure_telemetry,
+)
 
-from telemetry import PriceTable, SessionInfo, UsageSnapshot, VoiceTelemetry
-from telemetry import keys as k
-from telemetry.setup import TelemetryConfigError, configure_providers, configure_telemetry
 from tests.otlp_receiver import OtlpReceiver
 from tests.telemetry.conftest import session_info
 

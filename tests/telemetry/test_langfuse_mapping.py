@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from voicetrace.telemetry import ModalityTokens, PriceTable, UsageSnapshot
+from voicetrace.telemetry.setup import configure_telemetry
 
-from telemetry import ModalityTokens, PriceTable, UsageSnapshot
-from telemetry.setup import configure_telemetry
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.telemetry.conftest import session_info
 from tests.telemetry.langfuse_mapping import (

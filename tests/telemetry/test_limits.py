@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from telemetry import UsageSnapshot
-from telemetry.turns import MAX_TURN_EVENTS
+from voicetrace.telemetry import UsageSnapshot
+from voicetrace.telemetry.turns import MAX_TURN_EVENTS
+
 from tests.telemetry.conftest import Traced, session_info
 
 

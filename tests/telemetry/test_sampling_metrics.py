@@ -9,12 +9,12 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, AlwaysRecordSampler, ParentBased
+from voicetrace.telemetry import PriceTable, UsageSnapshot, VoiceTelemetry
+from voicetrace.telemetry import keys as k
+from voicetrace.telemetry import metrics as vm
+from voicetrace.telemetry.sampling import RecordAllSampler
+from voicetrace.telemetry.setup import configure_telemetry, sampler_from_env
 
-from telemetry import PriceTable, UsageSnapshot, VoiceTelemetry
-from telemetry import keys as k
-from telemetry import metrics as vm
-from telemetry.sampling import RecordAllSampler
-from telemetry.setup import configure_telemetry, sampler_from_env
 from tests.otlp_receiver import OtlpReceiver
 from tests.telemetry.conftest import Traced, session_info
 
@@ -168,7 +168,7 @@ def test_configure_telemetry_accepts_metric_readers() -> None:
 
 
 def test_prometheus_reader_is_available_lazily() -> None:
-    from telemetry.setup import prometheus_reader
+    from voicetrace.telemetry.setup import prometheus_reader
 
     reader: Any = prometheus_reader()
     assert type(reader).__name__ == "PrometheusMetricReader"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from opentelemetry.trace import SpanKind, StatusCode
+from voicetrace.telemetry import ModalityTokens, UsageSnapshot
+from voicetrace.telemetry import keys as k
 
-from telemetry import ModalityTokens, UsageSnapshot
-from telemetry import keys as k
 from tests.telemetry.conftest import MODEL, Traced, session_info
 
 USAGE = UsageSnapshot(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from voicetrace.telemetry import UsageSnapshot
+from voicetrace.telemetry import keys as k
 
-from telemetry import UsageSnapshot
-from telemetry import keys as k
 from tests.telemetry.conftest import Traced, session_info
 
 MS = 1_000_000

@@ -8,10 +8,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from voicetrace.telemetry import ModalityTokens, PriceTable, UsageSnapshot
+from voicetrace.telemetry import keys as k
+from voicetrace.telemetry.usage import UsageBreakdown
 
-from telemetry import ModalityTokens, PriceTable, UsageSnapshot
-from telemetry import keys as k
-from telemetry.usage import UsageBreakdown
 from tests.telemetry.conftest import Traced, session_info
 
 M = Decimal(1_000_000)

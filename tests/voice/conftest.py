@@ -15,10 +15,9 @@ from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 import pytest
-
-from service.emulator import Emulator, Scenario
-from service.voice import events as ev
-from service.voice.model import GeminiLive, LiveModelConfig
+from voicetrace.emulator import Emulator, Scenario
+from voicetrace.service.voice import events as ev
+from voicetrace.service.voice.model import GeminiLive, LiveModelConfig
 
 E = TypeVar("E")
 

@@ -11,12 +11,12 @@ import asyncio
 import base64
 
 import pytest
+from voicetrace.demo.tools import demo_registry
+from voicetrace.emulator import Scenario, ScriptedTurn
+from voicetrace.service.voice import events as ev
+from voicetrace.service.voice.model import GeminiLive, LiveModelConfig, ModelConnectError
+from voicetrace.service.voice.tools import ToolRegistry
 
-from service.emulator import Scenario, ScriptedTurn
-from service.voice import events as ev
-from service.voice.demo_tools import demo_registry
-from service.voice.model import GeminiLive, LiveModelConfig, ModelConnectError
-from service.voice.tools import ToolRegistry
 from tests.voice.conftest import OpenLive, StartEmulator, chunks, silence, speech
 
 pytestmark = pytest.mark.timeout(30)

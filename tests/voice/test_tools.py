@@ -7,10 +7,9 @@ import threading
 from typing import Literal, Optional
 
 import pytest
-
-from service.voice.demo_tools import demo_registry, navigate_to_location, search_nearby
-from service.voice.events import FunctionCall
-from service.voice.tools import ToolError, ToolRegistry
+from voicetrace.demo.tools import demo_registry, navigate_to_location, search_nearby
+from voicetrace.service.voice.events import FunctionCall
+from voicetrace.service.voice.tools import ToolError, ToolRegistry
 
 
 def call(name: str, **args: object) -> FunctionCall:

@@ -1,0 +1,30 @@
+"""voicetrace telemetry: voice sessions as OpenTelemetry GenAI spans, ready for Langfuse.
+
+Usable by any Python voice app (Pipecat, LiveKit, your own): it imports nothing from the
+voicetrace service. Start with `voicetrace.telemetry.setup.configure_telemetry()` or build a
+`VoiceTelemetry` over your own providers; see docs/telemetry.md.
+"""
+
+from voicetrace.telemetry.core import VoiceTelemetry
+from voicetrace.telemetry.prices import Cost, ModelPrice, PriceTable
+from voicetrace.telemetry.records import (
+    ModalityTokens,
+    SessionInfo,
+    SessionSummary,
+    TurnSummary,
+    UsageSnapshot,
+)
+from voicetrace.telemetry.session import SessionTrace
+
+__all__ = [
+    "Cost",
+    "ModalityTokens",
+    "ModelPrice",
+    "PriceTable",
+    "SessionInfo",
+    "SessionSummary",
+    "SessionTrace",
+    "TurnSummary",
+    "UsageSnapshot",
+    "VoiceTelemetry",
+]

@@ -1,0 +1,296 @@
+"""Export setup from the standard environment: OTLP, console, direct Langfuse, sampling.
+
+Standard OTel variables work as documented by OTel (`OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
+`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT/HEADERS/PROTOCOL/TIMEOUT`,
+`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_TRACES_SAMPLER[_ARG]`), plus direct
+Langfuse export when `LANGFUSE_PUBLIC_KEY`/`LANGFUSE_SECRET_KEY` are set (a second, plain OTLP
+exporter: the Langfuse SDK's own processor costs ~5x per span). Secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import NoOpTracerProvider, TracerProvider
+from voicetrace.telemetry.content import capture_from_env
+from voicetrace.telemetry.core import VoiceTelemetry
+from voicetrace.telemetry.export import CountingSpanExporter, ErrorKeepingProcessor, ExportProcessor
+from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.prices import PriceTable
+from voicetrace.telemetry.sampling import RecordAllSampler
+
+log = logging.getLogger(__name__)
+
+LANGFUSE_OTEL_PATH = "/api/public/otel/v1/traces"
+LANGFUSE_DEFAULT_HOST = "https://cloud.langfuse.com"
+
+
+class TelemetryConfigError(ValueError):
+    """A telemetry environment variable has a value we cannot honour."""
+
+
+@dataclass
+class TelemetryProviders:
+    """What `configure_providers` built; `export_processors` feed `health()` queue sizes."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    health: TelemetryHealth
+    export_processors: list[ExportProcessor] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # e.g. ["otlp http://…/v1/traces"]
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("true", "1", "yes")
+
+
+def sampler_from_env(env: Mapping[str, str]) -> Sampler:
+    """`RecordAllSampler(ParentBased(root))` (the SDK's AlwaysRecordSampler, fixed to keep
+    attributes): processors (usage ledger, metrics, error keeping) see 100 % of spans, exporters
+    only the sampled sessions. The decision is taken once per session, at its root span."""
+    name = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    base = name.removeprefix("parentbased_")
+    if base == "always_on":
+        root: Sampler = ALWAYS_ON
+    elif base == "always_off":
+        root = ALWAYS_OFF
+    elif base == "traceidratio":
+        raw = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        try:
+            rate = float(raw)
+        except ValueError:
+            raise TelemetryConfigError(
+                f"OTEL_TRACES_SAMPLER_ARG={raw!r} is not a number in [0, 1]"
+            ) from None
+        if not 0.0 <= rate <= 1.0:
+            raise TelemetryConfigError(f"OTEL_TRACES_SAMPLER_ARG={raw!r} must be in [0, 1]")
+        root = TraceIdRatioBased(rate)
+    else:
+        raise TelemetryConfigError(
+            f"OTEL_TRACES_SAMPLER={name!r} is not supported (use always_on, always_off, "
+            "traceidratio or their parentbased_ forms)"
+        )
+    return RecordAllSampler(ParentBased(root))
+
+
+def _otlp_exporter(env: Mapping[str, str], timeout_s: float) -> tuple[SpanExporter, str]:
+    protocol = (
+        (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        )
+        .strip()
+        .lower()
+    )
+    if protocol != "http/protobuf":
+        raise TelemetryConfigError(
+            f"OTLP protocol {protocol!r} is not supported here; use http/protobuf"
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if not endpoint:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
+        endpoint = base.rstrip("/") + "/v1/traces"
+    # Headers, compression and certificates come from the standard env vars (read by the SDK).
+    return OTLPSpanExporter(endpoint=endpoint, timeout=timeout_s), endpoint
+
+
+def langfuse_exporter(
+    public_key: str, secret_key: str, host: str, timeout_s: float = 5.0
+) -> SpanExporter:
+    """A plain OTLP/HTTP exporter to Langfuse: Basic auth, gzip, real-time ingestion (v4)."""
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+    headers = {"authorization": f"Basic {token}", "x-langfuse-ingestion-version": "4"}
+    exporter = OTLPSpanExporter(
+        endpoint=host.rstrip("/") + LANGFUSE_OTEL_PATH,
+        headers=headers,
+        timeout=timeout_s,
+        compression=Compression.Gzip,
+    )
+    # The SDK merges OTEL_EXPORTER_OTLP_(TRACES_)HEADERS into *every* OTLP exporter: a
+    # collector's auth token would then go to Langfuse too. Send Langfuse only its own headers.
+    client = getattr(exporter, "_client", None)
+    if client is not None and isinstance(getattr(client, "_headers", None), dict):
+        client._headers = {**headers, "Content-Encoding": "gzip"}
+    return exporter
+
+
+def configure_providers(
+    service_name: str = "voicetrace",
+    *,
+    env: Mapping[str, str] | None = None,
+    extra_processors: Sequence[SpanProcessor] = (),
+    metric_readers: Sequence[MetricReader] = (),
+    resource_attributes: Mapping[str, Any] | None = None,
+    export_timeout_s: float = 5.0,
+    max_queue_size: int = 2048,
+    schedule_delay_ms: float = 500,
+    keep_error_traces: bool = True,
+) -> TelemetryProviders:
+    """Build tracer and meter providers from the environment (`env` defaults to os.environ)."""
+    env = os.environ if env is None else env
+    health = TelemetryHealth()
+    if _flag(env, "OTEL_SDK_DISABLED"):
+        return TelemetryProviders(NoOpTracerProvider(), NoOpMeterProvider(), health)
+
+    resource = Resource.create(_resource_attributes(env, service_name, resource_attributes))
+
+    tracer_provider = SdkTracerProvider(resource=resource, sampler=sampler_from_env(env))
+    for processor in extra_processors:
+        tracer_provider.add_span_processor(processor)
+
+    exporters: list[tuple[str, SpanExporter]] = []
+    names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    for name in names:
+        if name in ("", "none"):
+            continue
+        if name == "otlp":
+            exporter, endpoint = _otlp_exporter(env, export_timeout_s)
+            exporters.append((f"otlp {endpoint}", exporter))
+        elif name == "console":
+            exporters.append(("console", ConsoleSpanExporter()))
+        else:
+            raise TelemetryConfigError(
+                f"OTEL_TRACES_EXPORTER={name!r} is not supported (otlp, console or none)"
+            )
+    public, secret = env.get("LANGFUSE_PUBLIC_KEY"), env.get("LANGFUSE_SECRET_KEY")
+    if public and secret:
+        host = env.get("LANGFUSE_HOST") or env.get("LANGFUSE_BASE_URL") or LANGFUSE_DEFAULT_HOST
+        exporters.append(
+            (f"langfuse {host}", langfuse_exporter(public, secret, host, export_timeout_s))
+        )
+    elif public or secret:
+        log.warning(
+            "Langfuse export disabled: set both LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
+        )
+
+    processors = [
+        ExportProcessor(
+            CountingSpanExporter(exp, health, label.split()[0]),
+            health,
+            max_queue_size=max_queue_size,
+            schedule_delay_millis=schedule_delay_ms,
+        )
+        for label, exp in exporters
+    ]
+    for processor in processors:
+        tracer_provider.add_span_processor(processor)
+    if processors and keep_error_traces:
+        tracer_provider.add_span_processor(ErrorKeepingProcessor(processors, health))
+    health.gauge("queue_size", lambda: sum(p.queue_size() for p in processors))
+    for label, _ in exporters:
+        log.info("exporting spans to %s", label)  # labels hold endpoints only, never keys
+
+    readers = [*metric_readers, *_metric_readers(env)]
+    # With no reader no measurement can ever be seen (an SDK meter provider takes no readers
+    # later), yet each would still cost ~2.5 µs of CPU: no readers, no SDK meter provider.
+    meter_provider: MeterProvider = (
+        SdkMeterProvider(resource=resource, metric_readers=readers)
+        if readers
+        else NoOpMeterProvider()
+    )
+    return TelemetryProviders(
+        tracer_provider, meter_provider, health, processors, [label for label, _ in exporters]
+    )
+
+
+def _resource_attributes(
+    env: Mapping[str, str], service_name: str, extra: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME (else our default), then `extra`.
+    Read from `env` (not only os.environ) so a given mapping fully describes the setup."""
+    attrs: dict[str, Any] = {}
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            attrs[key.strip()] = unquote(value.strip())
+    attrs["service.name"] = (
+        env.get("OTEL_SERVICE_NAME") or attrs.get("service.name") or service_name
+    )
+    attrs.update(extra or {})
+    return attrs
+
+
+def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:
+    readers: list[MetricReader] = []
+    for name in (n.strip().lower() for n in env.get("OTEL_METRICS_EXPORTER", "none").split(",")):
+        if name in ("", "none"):
+            continue
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        elif name == "prometheus":
+            readers.append(prometheus_reader())
+        elif name == "console":
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+        else:
+            raise TelemetryConfigError(
+                f"OTEL_METRICS_EXPORTER={name!r} is not supported (otlp, prometheus, console, none)"
+            )
+    return readers
+
+
+def prometheus_reader() -> MetricReader:
+    """A Prometheus pull reader (needs the `prometheus` extra; imported only when asked)."""
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    except ImportError as exc:
+        raise TelemetryConfigError(
+            "Prometheus metrics need opentelemetry-exporter-prometheus "
+            "(pip install 'voicetrace[prometheus]')"
+        ) from exc
+    return PrometheusMetricReader()
+
+
+def configure_telemetry(
+    service_name: str = "voicetrace",
+    *,
+    pricing: PriceTable | None = None,
+    capture_content: bool | None = None,
+    usage_wait_s: float = 2.0,
+    max_content_chars: int = 4000,
+    env: Mapping[str, str] | None = None,
+    **provider_options: Any,
+) -> VoiceTelemetry:
+    """Providers from the environment + a `VoiceTelemetry` that owns (and shuts down) them."""
+    providers = configure_providers(service_name, env=env, **provider_options)
+    if capture_content is None:
+        capture_content = capture_from_env(env)
+    return VoiceTelemetry(
+        providers.tracer_provider,
+        providers.meter_provider,
+        pricing=pricing,
+        capture_content=capture_content,
+        usage_wait_s=usage_wait_s,
+        max_content_chars=max_content_chars,
+        health=providers.health,
+        owns_providers=True,
+    )
