@@ -12,6 +12,7 @@ from voicetrace.service.sessions.errors import InvalidTransition, NotFound
 from voicetrace.service.sessions.schemas import Budgets, LiveSession, SessionCreate, SessionUpdate
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import RECOVERED_REASON, SessionStore
+from voicetrace.telemetry import SessionSummary
 
 S = SessionState
 
@@ -63,11 +64,30 @@ async def test_another_users_session_is_not_found(store: SessionStore) -> None:
     assert untouched.state is S.CONNECTING and untouched.transcript_partial is None
 
 
+def a_summary(session_id: str) -> SessionSummary:
+    return SessionSummary(
+        session_id=session_id,
+        end_reason="completed",
+        turns=2,
+        tool_calls=1,
+        tool_errors=0,
+        interruptions=0,
+        duration_s=130.0,
+        input_tokens=10,
+        output_tokens=20,
+        tokens_by_modality={"input_text": 10, "output_audio": 20},
+        cost_usd=Decimal("0.0125"),
+        audio_in_s=90.0,
+        audio_out_s=30.0,
+    )
+
+
 async def test_unknown_session_is_not_found(store: SessionStore) -> None:
     with pytest.raises(NotFound):
         await store.get("00000000-0000-0000-0000-000000000000", "alice")
     with pytest.raises(NotFound):
-        await store.record_summary("00000000-0000-0000-0000-000000000000", {"turns": 1})
+        unknown = "00000000-0000-0000-0000-000000000000"
+        await store.record_summary(unknown, a_summary(unknown))
 
 
 async def test_full_lifecycle_sets_timestamps_and_reasons(store: SessionStore) -> None:
@@ -162,17 +182,10 @@ async def test_list_orders_by_creation_time_not_insertion(database: Database) ->
 async def test_record_summary_stores_it_and_the_audio_minutes(store: SessionStore) -> None:
     session_id = await live_session(store)
     await store.end(session_id, "alice", reason="completed")
-    summary = {
-        "turns": 2,
-        "tool_calls": 1,
-        "tokens": {"input": 10},
-        "cost_usd": Decimal("0.0125"),
-        "audio_in_ms": 90_000,
-        "audio_out_ms": 30_000,
-    }
-    await store.record_summary(session_id, summary)
+    await store.record_summary(session_id, a_summary(session_id))
     stored = await store.get(session_id, "alice")
-    assert stored.summary == {**summary, "cost_usd": 0.0125}
+    assert stored.summary is not None
+    assert stored.summary["turns"] == 2 and stored.summary["cost_usd"] == 0.0125
     assert stored.audio_minutes_used == pytest.approx(2.0)
 
 

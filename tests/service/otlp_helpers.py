@@ -235,12 +235,12 @@ END_REASONS = frozenset(
     _keys(
         """
         completed interrupted tool_error model_error client_disconnect server_shutdown
-        budget_paused internal_error
+        budget_exhausted internal_error
         """
     )
 )
 TRIGGERS = frozenset({"user_audio", "user_text", "activity", "transcript", "model"})
-WARN_REASONS = frozenset({"tool_error", "client_disconnect", "server_shutdown", "budget_paused"})
+WARN_REASONS = frozenset({"tool_error", "client_disconnect", "server_shutdown", "budget_exhausted"})
 ERROR_REASONS = frozenset({"model_error", "internal_error"})
 
 

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import pytest
 from voicetrace.emulator import Emulator, Scenario
 from voicetrace.service.voice import events as ev
-from voicetrace.service.voice.model import GeminiLive, LiveModelConfig
+from voicetrace.service.voice.gemini import GeminiLive
+from voicetrace.service.voice.live_model import LiveModelConfig
 
 E = TypeVar("E")
 

@@ -14,8 +14,10 @@ import pytest
 from voicetrace.demo.tools import demo_registry
 from voicetrace.emulator import Scenario, ScriptedTurn
 from voicetrace.service.voice import events as ev
-from voicetrace.service.voice.model import GeminiLive, LiveModelConfig, ModelConnectError
+from voicetrace.service.voice.gemini import GeminiLive
+from voicetrace.service.voice.live_model import LiveModelConfig, ModelConnectError
 from voicetrace.service.voice.tools import ToolRegistry
+from voicetrace.telemetry import UsageSnapshot
 
 from tests.voice.conftest import OpenLive, StartEmulator, chunks, silence, speech
 
@@ -51,15 +53,15 @@ async def test_text_turn_yields_audio_transcript_and_usage_before_turn_complete(
     await rec.wait_for(ev.ResumptionHandle)
 
     names = squash(kinds(rec.events))
-    assert names[-4:] == ["GenerationComplete", "Usage", "TurnComplete", "ResumptionHandle"]
+    assert names[-4:] == ["GenerationComplete", "UsageSnapshot", "TurnComplete", "ResumptionHandle"]
     assert set(names[:-4]) <= {"AudioOut", "OutputTranscript"}
     audio = rec.of(ev.AudioOut)
     assert audio and all(a.sample_rate == 24_000 and len(a.data) > 0 for a in audio)
     said = "".join(t.text for t in rec.of(ev.OutputTranscript))
     assert "Hello there" in said
-    (usage,) = rec.of(ev.Usage)
-    assert usage.prompt_token_count > 0 and usage.response_token_count > 0
-    assert {d.modality for d in usage.response_tokens_details} == {"AUDIO"}
+    (usage,) = rec.of(UsageSnapshot)
+    assert usage.prompt > 0 and usage.response > 0
+    assert {d.modality for d in usage.response_details} == {"AUDIO"}
     assert live.resumption_handle == rec.of(ev.ResumptionHandle)[0].handle
 
     # What went over the wire: the setup the adapter built, then the text turn.
@@ -88,8 +90,8 @@ async def test_spoken_turn_ends_on_server_vad_silence(
 
     first = rec.events[0]
     assert first == ev.InputTranscript("What time is it?", finished=True)
-    (usage,) = rec.of(ev.Usage)
-    audio_in = {d.modality: d.token_count for d in usage.prompt_tokens_details}.get("AUDIO", 0)
+    (usage,) = rec.of(UsageSnapshot)
+    audio_in = {d.modality: d.tokens for d in usage.prompt_details}.get("AUDIO", 0)
     assert audio_in > 0
     # The fast audio path puts exactly the SDK's message on the wire, and every byte arrives.
     frames = [e.message["realtime_input"]["audio"] for e in emu.wire.select("in", "realtime_input")]
@@ -141,10 +143,10 @@ async def test_events_flow_across_several_turns_on_one_iterator(
         await live.send_text(f"Turn {text}")
         await rec.wait_for(ev.TurnComplete, count=n)
 
-    usages = rec.of(ev.Usage)
+    usages = rec.of(UsageSnapshot)
     assert len(usages) == 3
     # Each turn re-bills the whole context, so the prompt grows turn over turn.
-    prompts = [u.prompt_token_count for u in usages]
+    prompts = [u.prompt for u in usages]
     assert prompts == sorted(prompts) and prompts[0] < prompts[-1]
     assert len(rec.of(ev.GenerationComplete)) == 3
 
@@ -231,7 +233,7 @@ async def test_barge_in_cancels_pending_tool_calls_and_interrupts_the_turn(
     await rec.wait_for(ev.TurnComplete)
 
     assert squash(kinds(rec.since(mark)))[:4] == [
-        "ToolCallCancellation", "Interrupted", "Usage", "TurnComplete",
+        "ToolCallCancellation", "Interrupted", "UsageSnapshot", "TurnComplete",
     ]  # fmt: skip
     (cancelled,) = rec.of(ev.ToolCallCancellation)
     assert set(cancelled.ids) == {c.id for c in tool_call.calls}
@@ -275,8 +277,8 @@ async def test_go_away_reconnects_with_the_handle_and_keeps_the_conversation(
 
     await live.send_text("What was the number?")
     await rec.wait_for(ev.TurnComplete, count=2)
-    first, second = rec.of(ev.Usage)
-    assert second.prompt_token_count > first.prompt_token_count  # the context survived
+    first, second = rec.of(UsageSnapshot)
+    assert second.prompt > first.prompt  # the context survived
     setups = [e.message["setup"] for e in emu.wire.select("in", "setup")]
     assert len(setups) == 2 and setups[1]["sessionResumption"] == {"handle": handle}
 
@@ -319,8 +321,8 @@ async def test_dropped_connection_reconnects_and_sends_meanwhile_wait(
     (reconnected,) = await rec.wait_for(ev.Reconnected)
     assert reconnected.reason == "connection_lost" and reconnected.resumed
     await rec.wait_for(ev.TurnComplete, count=2)
-    first, second = rec.of(ev.Usage)
-    assert second.prompt_token_count > first.prompt_token_count
+    first, second = rec.of(UsageSnapshot)
+    assert second.prompt > first.prompt
 
 
 async def test_reconnect_gives_up_after_max_reconnects_with_a_model_error(

@@ -18,6 +18,7 @@ from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.bridge import BridgeDeps
+from voicetrace.service.voice.gemini import GeminiClients, GeminiLive
 from voicetrace.service.voice.hub import VoiceHub
 from voicetrace.service.voice.tools import ToolRegistry
 from voicetrace.telemetry import PriceTable, VoiceTelemetry
@@ -52,6 +53,8 @@ def create_app(
             usage_wait_s=settings.usage_wait_s,
         )
         hub = VoiceHub()
+        key = settings.gemini_api_key
+        clients = GeminiClients(key.get_secret_value() if key else None)
         app.state.settings = settings
         app.state.store = store
         app.state.session_listener = hub  # REST pause/resume/end reach the live bridge
@@ -61,11 +64,13 @@ def create_app(
             telemetry=tel,
             tools=tools if tools is not None else ToolRegistry(timeout_s=settings.tool_timeout_s),
             hub=hub,
+            model_factory=lambda config: GeminiLive(config, clients),
         )
         try:
             yield
         finally:
             await hub.drain("server_shutdown", settings.shutdown_grace_s)
+            await clients.aclose()
             if owns_telemetry:
                 await asyncio.to_thread(tel.shutdown, settings.flush_timeout_s)
             await db.dispose()

@@ -8,9 +8,11 @@ voicetrace service. Start with `voicetrace.telemetry.setup.configure_telemetry()
 from voicetrace.telemetry.core import VoiceTelemetry
 from voicetrace.telemetry.prices import Cost, ModelPrice, PriceTable
 from voicetrace.telemetry.records import (
+    EndReason,
     ModalityTokens,
     SessionInfo,
     SessionSummary,
+    TurnSettled,
     TurnSummary,
     UsageSnapshot,
 )
@@ -18,12 +20,14 @@ from voicetrace.telemetry.session import SessionTrace
 
 __all__ = [
     "Cost",
+    "EndReason",
     "ModalityTokens",
     "ModelPrice",
     "PriceTable",
     "SessionInfo",
     "SessionSummary",
     "SessionTrace",
+    "TurnSettled",
     "TurnSummary",
     "UsageSnapshot",
     "VoiceTelemetry",

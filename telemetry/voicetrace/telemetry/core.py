@@ -27,7 +27,7 @@ from voicetrace.telemetry.export import run_bounded
 from voicetrace.telemetry.health import TelemetryHealth
 from voicetrace.telemetry.metrics import VoiceMetrics
 from voicetrace.telemetry.prices import PriceTable
-from voicetrace.telemetry.records import SessionInfo
+from voicetrace.telemetry.records import SessionInfo, TurnSettled
 from voicetrace.telemetry.session import SessionTrace
 from voicetrace.telemetry.spans import SpanFactory
 from voicetrace.telemetry.writer import SessionWriter
@@ -77,14 +77,21 @@ class VoiceTelemetry:
         self._emitter = emitter = Emitter(self.counters, max_emit_queue)
         # No reference back to self: an instance dropped without shutdown() stops its thread.
         weakref.finalize(self, emitter.close)
+        # Weakly bound, like the emitter: a dropped instance is not kept alive by its flusher.
+        self._flusher = _Flusher(weakref.WeakMethod(self.force_flush))
+        weakref.finalize(self, self._flusher.close)
         sessions = self._sessions
         self.counters.gauge("sessions_active", lambda: len(sessions))
         self.counters.gauge("emit_queue_size", emitter.queue_size)
 
     # -- sessions -----------------------------------------------------------------------------
-    def start_session(self, info: SessionInfo) -> SessionTrace:
+    def start_session(
+        self, info: SessionInfo, *, on_turn_settled: TurnSettled | None = None
+    ) -> SessionTrace:
         """Open the root `voice_session` span (the sampling decision is made here, once per
-        session). Never raises for tracing reasons; bad `info` is a caller bug and does."""
+        session). `on_turn_settled` gets each turn's final `TurnSummary` once its usage is
+        settled (see `records.TurnSettled`). Never raises for tracing reasons; bad `info` is a
+        caller bug and does."""
         if not isinstance(info, SessionInfo):
             raise TypeError("start_session() takes a SessionInfo")
         consent = self.capture_content and info.recording_consent
@@ -110,7 +117,16 @@ class VoiceTelemetry:
             self.counters,
             root,
         )
-        session = SessionTrace(self, info, writer, redactor is not None)
+        session = SessionTrace(
+            info,
+            writer,
+            emitter=self._emitter,
+            counters=self.counters,
+            content=redactor is not None,
+            usage_wait_s=self.usage_wait_s,
+            on_end=self._session_ended,
+            on_turn_settled=on_turn_settled,
+        )
         with self._lock:
             self._sessions.add(session)
         try:
@@ -132,6 +148,17 @@ class VoiceTelemetry:
             return {"error": "telemetry health unavailable"}
         snap["capture_content"] = self.capture_content
         return snap
+
+    def flush_soon(self, timeout_s: float = 5.0) -> None:
+        """Ask for a `force_flush` on the telemetry's own flusher thread and return at once.
+
+        For an asyncio app at the end of a session: it never occupies the app's thread pool
+        (which the voice path needs, e.g. for DNS and TLS), and requests made while a flush
+        runs are coalesced into one more flush."""
+        try:
+            self._flusher.request(timeout_s)
+        except Exception as exc:
+            self.counters.error("flush_soon", exc)
 
     def force_flush(self, timeout_s: float = 5.0) -> bool:
         """Build what the emitter holds, then export what is queued; True if all of it was
@@ -173,5 +200,50 @@ class VoiceTelemetry:
                         log.warning("telemetry shutdown gave up after %.1f s", timeout_s)
         else:
             self.force_flush(max(deadline - time.monotonic(), 0.0))
+        self._flusher.close()
         if self._on_shutdown is not None:
             self._on_shutdown()
+
+
+class _Flusher:
+    """One daemon thread that runs coalesced flush requests (see `VoiceTelemetry.flush_soon`)."""
+
+    def __init__(self, flush: weakref.WeakMethod[Callable[[float], bool]]) -> None:
+        self._flush = flush
+        self._wake = threading.Condition()
+        self._timeout_s: float | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def request(self, timeout_s: float) -> None:
+        with self._wake:
+            if self._closed:
+                return
+            self._timeout_s = max(timeout_s, self._timeout_s or 0.0)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="voicetrace-flush", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._timeout_s is None and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                timeout_s, self._timeout_s = self._timeout_s, None
+            flush = self._flush()
+            if flush is None:
+                return
+            try:
+                flush(timeout_s or 0.0)
+            except Exception:
+                log.exception("background flush failed")

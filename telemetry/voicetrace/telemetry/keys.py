@@ -16,6 +16,8 @@ from opentelemetry.semconv._incubating.attributes.session_attributes import SESS
 from opentelemetry.semconv._incubating.attributes.user_attributes import USER_ID
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from voicetrace.telemetry.records import ERROR_END_REASONS as _ERROR_END_REASONS
+from voicetrace.telemetry.records import EndReason
 
 __all__ = ["ERROR_TYPE", "SERVER_ADDRESS", "SERVER_PORT", "SESSION_ID", "USER_ID"]
 
@@ -184,20 +186,6 @@ EV_PLAYBACK_STARTED: Final = "client.playback.started"
 EV_PLAYBACK_STOPPED: Final = "client.playback.stopped"
 EV_MODEL_ERROR: Final = "model.error"
 
-# Turn end reasons (voice.turn.end_reason / voice.session.end_reason).
-END_REASONS: Final = frozenset(
-    {
-        "completed",
-        "interrupted",
-        "tool_error",
-        "model_error",
-        "client_disconnect",
-        "server_shutdown",
-        "budget_paused",
-        "ended_by_user",  # REST DELETE while live
-        "rate_limited",  # the client flooded past the frame rate limit (closed 1008)
-        "protocol_abuse",  # too many invalid frames, or a frame far over the size limit
-        "internal_error",
-    }
-)
-ERROR_END_REASONS: Final = frozenset({"model_error", "internal_error"})
+# Turn and session end reasons: `records.EndReason` (one StrEnum); these are its values.
+END_REASONS: Final = frozenset(r.value for r in EndReason)
+ERROR_END_REASONS: Final = frozenset(r.value for r in _ERROR_END_REASONS)

@@ -34,8 +34,10 @@ class TurnOutbox:
         prices: PriceTable | None,
         model: str,
         usage_wait_ns: int,
+        settled: Callable[[TurnSummary], None],
     ) -> None:
         self._w, self._submit, self._schedule = writer, submit, schedule
+        self._settled = settled
         self._prices, self._model, self._wait_ns = prices, model, usage_wait_ns
         self._waiting: list[TurnRecord] = []  # finished, generation not handed over yet
         self._billed: list[tuple[UsageBreakdown, Cost | None]] = []
@@ -46,7 +48,7 @@ class TurnOutbox:
     def close(self, t: TurnRecord, now: int, audio_in_s: float, audio_out_ms: float) -> TurnSummary:
         """A turn just finished: its summary now; its spans now or once usage is in."""
         cost = self.cost_of(t)
-        t.summary = summary = t.make_summary(float(cost.total) if cost is not None else None)
+        t.summary = summary = t.make_summary(cost.total if cost is not None else None)
         d_in, d_out = self._audio_delta(audio_in_s, audio_out_ms)
         self._submit(self._w.turn_closed, summary, d_in, d_out)
         if t.usage is not None:
@@ -99,14 +101,16 @@ class TurnOutbox:
             tools.append((tool, tool.end_ns or now))
         chat = None
         if not t.chat_emitted and (t.usage is not None or final):
+            # The turn's usage is settled: final now, whatever comes later is ignored.
             t.chat_emitted = True
             self._forget(t)
+            usage, cost = t.breakdown(), self.cost_of(t)
             if t.usage is not None or t.response_start_ns is not None:
-                usage, cost = t.breakdown(), self.cost_of(t)
                 chat = (usage, cost, t.usage_late)
                 if usage is not None:
                     self._billed.append((usage, cost))
             # else: nothing generated and nothing billed: no generation
+            self._settled(t.make_summary(cost.total if cost is not None else None))
         if turn or tools or chat is not None:
             self._submit(self._w.emit, t, turn, tuple(tools), chat)
 

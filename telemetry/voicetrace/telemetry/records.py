@@ -1,13 +1,47 @@
 """The plain, frozen data the public API takes and returns.
 
-They are SDK-independent (no OTel, no google-genai), so any voice app can build them and the
-summaries can be sent to a client as JSON (`as_dict`).
+They are SDK-independent (no OTel, no google-genai), so any voice app can build them. Money is
+`Decimal` here (exact, summable); `to_json()` is the one edge where it becomes a JSON number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any
+
+
+class EndReason(StrEnum):
+    """Why a turn or a session ended (`voice.turn.end_reason`, `voice.session.end_reason`, the
+    client's `session_ended.reason`). Defined once; anything else becomes `internal_error`."""
+
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
+    TOOL_ERROR = "tool_error"
+    MODEL_ERROR = "model_error"
+    CLIENT_DISCONNECT = "client_disconnect"
+    SERVER_SHUTDOWN = "server_shutdown"
+    BUDGET_EXHAUSTED = "budget_exhausted"  # a budget paused the session
+    ENDED_BY_USER = "ended_by_user"  # REST DELETE while live
+    RATE_LIMITED = "rate_limited"  # the client flooded past a rate limit (closed 1008)
+    PROTOCOL_ABUSE = "protocol_abuse"  # too many invalid frames, or one far over the size limit
+    INTERNAL_ERROR = "internal_error"
+
+    @classmethod
+    def parse(cls, value: str) -> EndReason:
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.INTERNAL_ERROR
+
+
+ERROR_END_REASONS = frozenset({EndReason.MODEL_ERROR, EndReason.INTERNAL_ERROR})
+
+
+def _json_money(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +119,18 @@ class TurnSummary:
     input_tokens: int
     output_tokens: int
     tokens_by_modality: dict[str, int] = field(default_factory=dict)
-    cost_usd: float | None = None
+    cost_usd: Decimal | None = None
     audio_in_ms: float = 0.0
     audio_out_ms: float = 0.0
     heard_ms: float | None = None
     interrupted: bool = False
     usage_received: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able (cost as a float: the edge where money is rounded)."""
+        out = asdict(self)
+        out["cost_usd"] = _json_money(self.cost_usd)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +147,25 @@ class SessionSummary:
     input_tokens: int
     output_tokens: int
     tokens_by_modality: dict[str, int]
-    cost_usd: float | None
+    cost_usd: Decimal | None
     audio_in_s: float
     audio_out_s: float
     reconnects: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def audio_minutes(self) -> float:
+        return (self.audio_in_s + self.audio_out_s) / 60.0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able (cost as a float: the edge where money is rounded)."""
+        out = asdict(self)
+        out["cost_usd"] = _json_money(self.cost_usd)
+        return out
+
+
+# Called once per turn when its usage is settled (on time, late, or known to be missing): the
+# numbers are final and equal the turn's `chat` span. It runs on whichever thread settled the
+# turn (the caller's, or the telemetry's emitter thread at a usage deadline), outside the
+# session's lock; it must be quick and must not block (an asyncio app hands it to its loop with
+# `loop.call_soon_threadsafe`). Exceptions are counted and swallowed.
+TurnSettled = Callable[[TurnSummary], None]

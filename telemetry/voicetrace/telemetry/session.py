@@ -24,23 +24,30 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from voicetrace.telemetry import keys as k
+from voicetrace.telemetry.emitter import Emitter
+from voicetrace.telemetry.health import TelemetryHealth
 from voicetrace.telemetry.outbox import TurnOutbox
-from voicetrace.telemetry.records import SessionInfo, SessionSummary, TurnSummary, UsageSnapshot
+from voicetrace.telemetry.records import (
+    EndReason,
+    SessionInfo,
+    SessionSummary,
+    TurnSettled,
+    TurnSummary,
+    UsageSnapshot,
+)
 from voicetrace.telemetry.turnbook import TurnBook
 from voicetrace.telemetry.turns import ToolRecord
 from voicetrace.telemetry.writer import SessionWriter
-
-if TYPE_CHECKING:
-    from voicetrace.telemetry.core import VoiceTelemetry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _guard(default: Any = None) -> Callable[[F], F]:
-    """Fail-open: run under the session lock, count and swallow any exception."""
+    """Fail-open: run under the session lock, count and swallow any exception; then, outside
+    the lock, tell the app about turns whose usage this call settled."""
 
     def deco(fn: F) -> F:
         where = fn.__name__
@@ -49,10 +56,13 @@ def _guard(default: Any = None) -> Callable[[F], F]:
         def wrapper(self: SessionTrace, *args: Any, **kwargs: Any) -> Any:
             try:
                 with self._lock:
-                    return fn(self, *args, **kwargs)
+                    result = fn(self, *args, **kwargs)
             except Exception as exc:
-                self._tel.counters.error(where, exc)
-                return default
+                self._counters.error(where, exc)
+                result = default
+            if self._settled:
+                self._notify_settled()
+            return result
 
         return wrapper  # type: ignore[return-value]
 
@@ -63,18 +73,31 @@ class SessionTrace:
     """The trace of one voice session. Create with `VoiceTelemetry.start_session`."""
 
     def __init__(
-        self, tel: VoiceTelemetry, info: SessionInfo, writer: SessionWriter, content: bool
+        self,
+        info: SessionInfo,
+        writer: SessionWriter,
+        *,
+        emitter: Emitter,
+        counters: TelemetryHealth,
+        content: bool,
+        usage_wait_s: float,
+        on_end: Callable[[SessionTrace], None] | None = None,
+        on_turn_settled: TurnSettled | None = None,
     ) -> None:
-        self._tel, self.info, self._w = tel, info, writer
+        self.info, self._w = info, writer
+        self._emitter, self._counters, self._on_end = emitter, counters, on_end
+        self._on_turn_settled = on_turn_settled
+        self._settled: list[TurnSummary] = []  # settled under the lock, announced outside it
         self._lock = threading.RLock()
-        self._submit = tel._emitter.submit
+        self._submit = emitter.submit
         self._out = TurnOutbox(
             writer,
             self._submit,
             self._schedule,
             writer.spans.prices,
             info.model,
-            int(tel.usage_wait_s * 1e9),
+            int(usage_wait_s * 1e9),
+            self._settled.append,
         )
         self._book = TurnBook(self._out)
         self._content = content  # False: text is never kept, so nothing is redacted either
@@ -273,13 +296,13 @@ class SessionTrace:
             raise TypeError("usage() takes a UsageSnapshot")
         t = self._book.usage_target()
         if t is None or t.chat_emitted:  # none, or its generation already went out with usage
-            self._tel.counters.add("usage_ignored")
+            self._counters.add("usage_ignored")
             return
         t.usage = u  # the last snapshot of a turn wins; never summed
         if t.state != "open":
             t.usage_late = t.state == "emitted"
             if t.usage_late:
-                self._tel.counters.add("usage_late")
+                self._counters.add("usage_late")
             self._out.usage_arrived(t, time.time_ns())
 
     @_guard()
@@ -348,11 +371,11 @@ class SessionTrace:
 
     # -- end --------------------------------------------------------------------------------------
     @_guard()
-    def end(self, reason: str = "completed") -> SessionSummary | None:
+    def end(self, reason: str = EndReason.COMPLETED) -> SessionSummary | None:
         if self._ended is not None:
             return self._ended
         now = time.time_ns()
-        reason = reason if reason in k.END_REASONS else "internal_error"
+        reason = EndReason.parse(reason)
         book = self._book
         for t in (book.cut, book.turn):
             if t is not None:
@@ -361,13 +384,14 @@ class SessionTrace:
         self._out.report_audio(book.audio_in_s, book.audio_out_ms)
         self._ended = summary = self._summary(reason, now)
         # Never dropped: the root is the session's last job, after every child span.
-        self._tel._emitter.submit_control(self._w.close, summary, self._error, now)
-        self._tel._session_ended(self)
+        self._emitter.submit_control(self._w.close, summary, self._error, now)
+        if self._on_end is not None:
+            self._on_end(self)
         return summary
 
     # -- internals ----------------------------------------------------------------------------
     def _schedule(self, deadline_ns: int) -> None:
-        self._tel._emitter.wake_at(deadline_ns, self)
+        self._emitter.wake_at(deadline_ns, self)
 
     def _expire(self, now: int) -> None:
         """The emitter thread's wake-up at a usage deadline."""
@@ -375,7 +399,21 @@ class SessionTrace:
             try:
                 self._out.flush_due(now)
             except Exception as exc:
-                self._tel.counters.error("expire", exc)
+                self._counters.error("expire", exc)
+        if self._settled:
+            self._notify_settled()
+
+    def _notify_settled(self) -> None:
+        with self._lock:
+            settled, self._settled[:] = list(self._settled), []
+        callback = self._on_turn_settled
+        if callback is None:
+            return
+        for summary in settled:
+            try:
+                callback(summary)
+            except Exception as exc:
+                self._counters.error("on_turn_settled", exc)
 
     def _tool_done(self, rec: ToolRecord, now: int) -> None:
         if rec.turn.state == "open" and rec.status != "cancelled":
@@ -396,7 +434,7 @@ class SessionTrace:
             input_tokens=tokens_in,
             output_tokens=tokens_out,
             tokens_by_modality=by_modality,
-            cost_usd=float(cost) if cost is not None else None,
+            cost_usd=cost,
             audio_in_s=book.audio_in_s,
             audio_out_s=book.audio_out_ms / 1000.0,
             reconnects=self._reconnects,

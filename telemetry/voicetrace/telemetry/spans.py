@@ -29,7 +29,9 @@ Attrs = dict[str, Any]
 Event = tuple[str, Mapping[str, Any], int]
 
 # Turn end reasons that are not a clean ending for the *turn* (the session may be fine).
-_WARN_REASONS = frozenset({"tool_error", "client_disconnect", "server_shutdown", "budget_paused"})
+_WARN_REASONS = frozenset(
+    {"tool_error", "client_disconnect", "server_shutdown", "budget_exhausted"}
+)
 _FINISH = {"completed": "stop", "tool_error": "stop", "interrupted": "interrupted"}
 
 
@@ -194,8 +196,8 @@ class SpanFactory:
             k.trace_metadata("duration_s"): round(s.duration_s, 3),
         }
         if s.cost_usd is not None:
-            attrs[k.SESSION_COST_USD] = s.cost_usd
-            attrs[k.trace_metadata("cost_usd")] = s.cost_usd
+            attrs[k.SESSION_COST_USD] = float(s.cost_usd)
+            attrs[k.trace_metadata("cost_usd")] = float(s.cost_usd)
         if error:
             attrs[k.ERROR_TYPE] = s.end_reason
             attrs[k.LF_STATUS_MESSAGE] = error

@@ -16,6 +16,7 @@ is the total by construction. TTFA is first audio/text output − t1 (tool time 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry.context import Context
@@ -176,7 +177,7 @@ class TurnRecord:
             self._split = (self.usage, UsageBreakdown.from_snapshot(self.usage))
         return self._split[1]
 
-    def make_summary(self, cost_usd: float | None) -> TurnSummary:
+    def make_summary(self, cost_usd: Decimal | None) -> TurnSummary:
         """The caller's numbers, computed once at close from one timeline."""
         t0, t1, t2, t3 = self.timeline()
         speech = (t1 - t0) / NS_PER_MS

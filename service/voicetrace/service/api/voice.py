@@ -12,7 +12,7 @@ from fastapi import APIRouter, WebSocket
 from voicetrace.service.api.auth import AuthError, verify_token
 from voicetrace.service.sessions.errors import NotFound
 from voicetrace.service.sessions.state import SessionState
-from voicetrace.service.voice.bridge import CLOSE_POLICY, BridgeDeps, VoiceBridge
+from voicetrace.service.voice.bridge import CLOSE_POLICY, BridgeDeps, serve_voice_session
 from voicetrace.service.voice.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL
 
 router = APIRouter(tags=["voice"])
@@ -60,4 +60,4 @@ async def voice_session(ws: WebSocket, session_id: str) -> None:
     if session.state != SessionState.CONNECTING or deps.hub.find(session_id) is not None:
         await ws.close(CLOSE_POLICY, f"session is {session.state.value}, not CONNECTING")
         return
-    await VoiceBridge(ws, session, deps).run()
+    await serve_voice_session(ws, session, deps)

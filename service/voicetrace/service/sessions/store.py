@@ -9,7 +9,7 @@ PostgreSQL with many replicas. Other users' sessions behave exactly like missing
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from voicetrace.service.sessions.schemas import (
     SessionUpdate,
 )
 from voicetrace.service.sessions.state import OPEN_STATES, SessionState, sources_of
+from voicetrace.telemetry import SessionSummary
 
 MAX_LIST_LIMIT = 100
 RECOVERED_REASON = "recovered_after_restart"
@@ -59,19 +60,6 @@ def _to_session(row: RowMapping) -> LiveSession:
         audio_minutes_used=row["audio_minutes_used"],
         summary=row["summary"],
     )
-
-
-def _audio_minutes(summary: Mapping[str, Any]) -> float | None:
-    """Audio minutes from a session summary, in the same units the budget tracker counts."""
-    if isinstance(summary.get("audio_minutes"), int | float):
-        return float(summary["audio_minutes"])
-    parts = [summary.get("audio_in_ms"), summary.get("audio_out_ms")]
-    if any(isinstance(p, int | float) for p in parts):
-        return sum(float(p) for p in parts if isinstance(p, int | float)) / 60_000
-    seconds = [summary.get("audio_in_s"), summary.get("audio_out_s")]  # telemetry's SessionSummary
-    if any(isinstance(s, int | float) for s in seconds):
-        return sum(float(s) for s in seconds if isinstance(s, int | float)) / 60
-    return None
 
 
 class SessionStore:
@@ -195,18 +183,14 @@ class SessionStore:
         (so a second DELETE is a 409 and the first end reason is never overwritten)."""
         return await self.transition(session_id, user_id, SessionState.ENDED, reason=reason)
 
-    async def record_summary(self, session_id: str, summary: Mapping[str, Any]) -> None:
-        """Store the end-of-session summary (turns, tool calls, tokens, cost) written by the bridge.
-
-        Not user-scoped: only the trusted bridge calls it. Audio minutes used are taken from the
-        summary's `audio_minutes` or `audio_in_ms` + `audio_out_ms` when present.
-        """
-        if not isinstance(summary, Mapping):
-            raise TypeError("summary must be a mapping")
-        values: dict[str, Any] = {"summary": dict(summary), "updated_at": self._clock()}
-        minutes = _audio_minutes(summary)
-        if minutes is not None:
-            values["audio_minutes_used"] = minutes
+    async def record_summary(self, session_id: str, summary: SessionSummary) -> None:
+        """Store the end-of-session summary (turns, tool calls, tokens, cost, audio) the
+        telemetry computed. Not user-scoped: only the trusted bridge calls it."""
+        values: dict[str, Any] = {
+            "summary": summary.to_json(),
+            "audio_minutes_used": summary.audio_minutes,
+            "updated_at": self._clock(),
+        }
         async with self._db.engine.begin() as conn:
             result = await conn.execute(update(t).where(t.c.id == session_id).values(values))
         if result.rowcount == 0:

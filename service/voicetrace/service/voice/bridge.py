@@ -1,10 +1,13 @@
-"""One client WebSocket ⇄ one Gemini Live session, traced end to end.
+"""One client WebSocket ⇄ one live model session, traced end to end.
 
-The bridge runs two loops per connection — client frames → model, model events → client — plus one
-task per tool call, so tools never stall the audio. Every model event is also reported to the
-session's `SessionTrace`; telemetry calls are fail-open and cheap, so they sit inline.
-Whatever ends the session (client end or disconnect, model error, budget, server shutdown), the
-`finally` in `run()` ends the trace, the stored session and the socket, in that order.
+`serve_voice_session` claims the session (CONNECTING → LIVE), builds its model and its trace, and
+runs a `VoiceBridge`: two loops per connection — client frames → model, model events → client —
+plus one task per tool call, so tools never stall the audio. Every model event is also reported
+to the session's `SessionTrace`; telemetry calls are fail-open and cheap, so they sit inline.
+Turn summaries reach the client, the budget and the store when the telemetry says a turn's usage
+is *settled* (on time or late), so all three see the numbers on the turn's `chat` span.
+Whatever ends the session, the first `Outcome` recorded wins and `_finish` ends the trace, the
+stored session and the socket, in that order.
 """
 
 from __future__ import annotations
@@ -12,19 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicetrace.service.sessions.errors import InvalidTransition
+from voicetrace.service.sessions.schemas import Budgets, LiveSession
 from voicetrace.service.sessions.state import SessionState
+from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
 from voicetrace.service.voice.budget import BudgetCheck, BudgetTracker
-from voicetrace.service.voice.hub import VoiceHub
-from voicetrace.service.voice.model import GeminiLive, LiveModelConfig
+from voicetrace.service.voice.hub import BUDGET_EXHAUSTED, VoiceHub
+from voicetrace.service.voice.limits import TokenBucket
+from voicetrace.service.voice.live_model import LiveModel, LiveModelConfig
 from voicetrace.service.voice.protocol import (
     INPUT_SAMPLE_RATE,
     OUTPUT_SAMPLE_RATE,
@@ -32,6 +37,7 @@ from voicetrace.service.voice.protocol import (
     ActivityEnd,
     ActivityStart,
     AudioEnd,
+    ClientMessage,
     End,
     Playback,
     ProtocolError,
@@ -41,8 +47,7 @@ from voicetrace.service.voice.protocol import (
     server_message,
 )
 from voicetrace.service.voice.tools import ToolRegistry
-from voicetrace.service.voice.usage import usage_snapshot
-from voicetrace.telemetry import SessionInfo, SessionTrace, VoiceTelemetry
+from voicetrace.telemetry import EndReason, SessionInfo, SessionTrace, TurnSummary, VoiceTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -53,126 +58,156 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 
+ModelFactory = Callable[[LiveModelConfig], LiveModel]
+
 
 @dataclass(frozen=True, slots=True)
 class BridgeDeps:
     """What every bridge of one app shares; built once by the app factory."""
 
     settings: Settings
-    store: Any  # voicetrace.service.sessions.store.SessionStore
+    store: SessionStore
     telemetry: VoiceTelemetry
     tools: ToolRegistry
     hub: VoiceHub
+    model_factory: ModelFactory
 
 
-class _TokenBucket:
-    """Allows `rate` units per second on average, `burst` at once (frames, or audio seconds)."""
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the session ends: the reason (telemetry and client) and the WebSocket close."""
 
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self._tokens = burst
-        self._at = time.monotonic()
+    end_reason: EndReason
+    code: int = CLOSE_NORMAL
+    message: str = ""
 
-    def take(self, amount: float = 1.0) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        self._tokens -= amount
-        return self._tokens >= 0
+    @classmethod
+    def stopped(cls, reason: str) -> Outcome:
+        """Ended from outside: server shutdown (1001) or REST."""
+        code = CLOSE_GOING_AWAY if reason == EndReason.SERVER_SHUTDOWN else CLOSE_NORMAL
+        return cls(EndReason.parse(reason), code)
 
 
 class _Closing(Exception):
-    """Raised inside a loop to end the session with a close code and reason."""
+    """Raised inside a loop to end the session with `outcome`."""
 
-    def __init__(self, end_reason: str, code: int, message: str) -> None:
-        super().__init__(message)
-        self.end_reason, self.code, self.message = end_reason, code, message
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def _closing(reason: EndReason, code: int = CLOSE_NORMAL, message: str = "") -> _Closing:
+    return _Closing(Outcome(reason, code, message))
+
+
+async def serve_voice_session(ws: WebSocket, session: LiveSession, deps: BridgeDeps) -> None:
+    """Claim `session` for this socket and run it to the end (the socket is accepted)."""
+    try:
+        await deps.store.transition(
+            session.id, session.user_id, SessionState.LIVE, only_from={SessionState.CONNECTING}
+        )
+    except InvalidTransition as exc:  # another connection won the race for this session
+        await ws.close(CLOSE_POLICY, f"session is {exc.current.value}, not CONNECTING")
+        return
+    settings = deps.settings
+    model = deps.model_factory(model_config(settings, deps.tools))
+    host, port = model.endpoint
+    bridge = VoiceBridge(ws, session, deps, model)
+    bridge.trace = deps.telemetry.start_session(
+        SessionInfo(
+            session_id=session.id,
+            user_id=session.user_id,
+            model=settings.model,
+            agent_name=settings.agent_name,
+            recording_consent=session.recording_consent,
+            secrets_blurred=tuple(session.secrets_blurred),
+            system_prompt=settings.system_prompt,
+            tags=(f"mode:{session.mode}",) if session.mode else (),
+            environment=settings.environment,
+            server_address=host,
+            server_port=port,
+        ),
+        on_turn_settled=bridge.turn_settled_threadsafe,
+    )
+    await bridge.run()
+
+
+def model_config(settings: Settings, tools: ToolRegistry) -> LiveModelConfig:
+    return LiveModelConfig(
+        model=settings.model,
+        voice=settings.voice,
+        system_prompt=settings.system_prompt,
+        tools=tuple(tools.specs()),
+        silence_duration_ms=settings.silence_duration_ms,
+        automatic_activity_detection=settings.automatic_activity_detection,
+        api_key=settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None,
+        connect_timeout_s=settings.model_connect_timeout_s,
+    )
 
 
 class VoiceBridge:
-    def __init__(self, ws: WebSocket, session: Any, deps: BridgeDeps) -> None:
-        self.ws = ws
-        self.session = session
-        self.session_id: str = session.id
-        self.user_id: str = session.user_id
-        self.deps = deps
+    """One live session's loops. Built by `serve_voice_session`, which sets `trace` at once."""
+
+    trace: SessionTrace
+
+    def __init__(
+        self, ws: WebSocket, session: LiveSession, deps: BridgeDeps, model: LiveModel
+    ) -> None:
+        self.ws, self.deps, self.model = ws, deps, model
+        self.session_id, self.user_id = session.id, session.user_id
         self.finished = asyncio.Event()
-        self._settings = deps.settings
+        self._settings = settings = deps.settings
+        self._loop = asyncio.get_running_loop()
         self._send_lock = asyncio.Lock()
-        self._stop = asyncio.Event()
-        self._stop_reason = "server_shutdown"
-        self._end_reason = "completed"
-        self._close_code = CLOSE_NORMAL
-        self._close_message = ""
+        self._stopped = asyncio.Event()
+        self._outcome: Outcome | None = None
         self._paused = False
         self._bad_frames = 0
-        self._frames = _TokenBucket(
-            self._settings.max_frames_per_s, self._settings.max_frames_per_s
-        )
+        self._frames = TokenBucket(settings.max_frames_per_s, settings.max_frames_per_s)
         # Audio may arrive faster than real time (buffered after a network hiccup), not forever:
         # every second of it is billed by Gemini.
-        self._audio = _TokenBucket(self._settings.max_audio_speed, self._settings.audio_burst_s)
+        self._audio = TokenBucket(settings.max_audio_speed, settings.audio_burst_s)
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._speaking_turn: int | None = None
-        self._model: GeminiLive | None = None
-        self._trace: SessionTrace | None = None
-        self._budget = BudgetTracker.from_session(session, warn_at=self._settings.budget_warn_ratio)
+        self._budget = BudgetTracker.for_budgets(session.budgets, settings.budget_warn_ratio)
+        # Turn summaries: sent once per turn, when settled or when the usage wait is over.
+        self._settled: asyncio.Queue[TurnSummary] = asyncio.Queue()
+        self._reported: set[int] = set()
+        self._unsettled: dict[int, asyncio.TimerHandle] = {}
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- control from outside (hub) -------------------------------------------------------------
 
     def stop(self, reason: str) -> None:
         """End this session from outside (server shutdown, REST end)."""
-        self._stop_reason = reason
-        self._stop.set()
+        self._close(Outcome.stopped(reason))
+        self._stopped.set()
 
-    def set_budgets(self, session: Any) -> None:
+    def set_budgets(self, budgets: Budgets) -> None:
         """Budget limits changed over REST: they apply from the next turn on."""
-        self._budget = self._budget.with_limits_of(session)
+        self._budget = self._budget.with_budgets(budgets)
 
     def set_paused(self, paused: bool, reason: str) -> None:
         """Pause or resume from outside (REST); the client hears of it right away."""
         if paused == self._paused:
             return
         self._paused = paused
-        message = ("session_paused", {"reason": reason}) if paused else ("session_resumed", {})
-        task = asyncio.get_running_loop().create_task(self._send(message[0], **message[1]))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        if paused:
+            self._spawn(self._send("session_paused", reason=reason))
+        else:
+            self._spawn(self._send("session_resumed"))
+
+    def turn_settled_threadsafe(self, summary: TurnSummary) -> None:
+        """The telemetry settled a turn (any thread): hand it to the event loop."""
+        self._loop.call_soon_threadsafe(self._settled.put_nowait, summary)
+
+    # -- lifecycle ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        settings, deps = self._settings, self.deps
+        self.deps.hub.add(self)
         try:
-            await deps.store.transition(
-                self.session_id,
-                self.user_id,
-                SessionState.LIVE,
-                only_from={SessionState.CONNECTING},
-            )
-        except InvalidTransition as exc:  # another connection won the race for this session
-            await self.ws.close(CLOSE_POLICY, f"session is {exc.current.value}, not CONNECTING")
-            self.finished.set()
-            return
-        deps.hub.add(self)
-        try:
-            self._model = GeminiLive(self._model_config())
-            host, port = self._model.endpoint
-            self._trace = deps.telemetry.start_session(
-                SessionInfo(
-                    session_id=self.session_id,
-                    user_id=self.user_id,
-                    model=settings.model,
-                    agent_name=settings.agent_name,
-                    recording_consent=bool(self.session.recording_consent),
-                    secrets_blurred=tuple(self.session.secrets_blurred or ()),
-                    system_prompt=settings.system_prompt,
-                    tags=(f"mode:{self.session.mode}",) if self.session.mode else (),
-                    environment=settings.environment,
-                    server_address=host,
-                    server_port=port,
-                )
-            )
             if await self._connect_model():
+                settings = self._settings
                 await self._send(
                     "session_started",
                     session_id=self.session_id,
@@ -184,111 +219,99 @@ class VoiceBridge:
                 await self._pump()
         except Exception:
             log.exception("voice bridge failed", extra={"session_id": self.session_id})
-            self._end_reason, self._close_code = "internal_error", CLOSE_INTERNAL
-            self._close_message = "internal error"
+            self._close(Outcome(EndReason.INTERNAL_ERROR, CLOSE_INTERNAL, "internal error"))
         finally:
             await self._finish()
 
-    def _model_config(self) -> LiveModelConfig:
-        settings = self._settings
-        return LiveModelConfig(
-            model=settings.model,
-            voice=settings.voice,
-            system_prompt=settings.system_prompt,
-            tools=tuple(self.deps.tools.specs()),
-            silence_duration_ms=settings.silence_duration_ms,
-            automatic_activity_detection=settings.automatic_activity_detection,
-            api_key=(
-                settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
-            ),
-            connect_timeout_s=settings.model_connect_timeout_s,
-        )
+    def _close(self, outcome: Outcome) -> None:
+        """Record how the session ends; the first outcome wins."""
+        if self._outcome is None:
+            self._outcome = outcome
 
     async def _connect_model(self) -> bool:
-        settings = self._settings
-        self._trace.connect_started()
+        trace = self.trace
+        trace.connect_started()
         connect = asyncio.ensure_future(
-            asyncio.wait_for(self._model.connect(), settings.model_connect_timeout_s)
+            asyncio.wait_for(self.model.connect(), self._settings.model_connect_timeout_s)
         )
-        stop = asyncio.ensure_future(self._stop.wait())
-        await asyncio.wait({connect, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        await asyncio.wait({connect, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
         if not connect.done():  # shutdown or REST end while connecting: do not wait for it
             connect.cancel()
             with contextlib.suppress(BaseException):
                 await connect
-            self._trace.connect_finished(error="abandoned: the session ended while connecting")
-            self._end_reason = self._stop_reason
-            self._close_code = (
-                CLOSE_GOING_AWAY if self._stop_reason == "server_shutdown" else CLOSE_NORMAL
-            )
+            trace.connect_finished(error="abandoned: the session ended while connecting")
             return False
         try:
             connect.result()
         except Exception as exc:  # typed adapter errors carry a close code and reason
             reason = _describe(exc)
-            self._trace.connect_finished(error=reason)
+            trace.connect_finished(error=reason)
             await self._send("error", code="model_unavailable", message=reason)
-            self._end_reason, self._close_code, self._close_message = (
-                "model_error",
-                CLOSE_INTERNAL,
-                "model unavailable",
-            )
+            self._close(Outcome(EndReason.MODEL_ERROR, CLOSE_INTERNAL, "model unavailable"))
             return False
-        self._trace.connect_finished()
+        trace.connect_finished()
         return True
 
     async def _pump(self) -> None:
-        client = asyncio.create_task(self._client_loop(), name=f"client:{self.session_id}")
-        model = asyncio.create_task(self._model_loop(), name=f"model:{self.session_id}")
-        stop = asyncio.create_task(self._stop.wait(), name=f"stop:{self.session_id}")
+        name = self.session_id
+        tasks = {
+            asyncio.create_task(self._client_loop(), name=f"client:{name}"),
+            asyncio.create_task(self._model_loop(), name=f"model:{name}"),
+            asyncio.create_task(self._settle_loop(), name=f"settle:{name}"),
+            asyncio.create_task(self._stopped.wait(), name=f"stop:{name}"),
+        }
         try:
-            done, _ = await asyncio.wait({client, model, stop}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (client, model, stop):
+            for task in tasks:
                 task.cancel()
-        if stop in done:
-            self._end_reason = self._stop_reason
-            self._close_code = (
-                CLOSE_GOING_AWAY if self._stop_reason == "server_shutdown" else CLOSE_NORMAL
-            )
-            return
         for task in done:
-            with contextlib.suppress(asyncio.CancelledError):
-                exc = task.exception()
-                if isinstance(exc, _Closing):
-                    self._end_reason, self._close_code, self._close_message = (
-                        exc.end_reason,
-                        exc.code,
-                        exc.message,
-                    )
-                elif exc is not None:
-                    raise exc
+            exc = None if task.cancelled() else task.exception()
+            if isinstance(exc, _Closing):
+                self._close(exc.outcome)
+            elif exc is not None:
+                raise exc
 
     async def _finish(self) -> None:
         deps = self.deps
+        outcome = self._outcome or Outcome(EndReason.COMPLETED)
         for task in self._tool_tasks.values():
             task.cancel()
-        if self._model is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._model.close(), 2.0)
-        summary: dict[str, Any] = {}
-        if self._trace is not None:
-            ended = self._trace.end(self._end_reason)
-            summary = ended.as_dict() if ended is not None else {}
         with contextlib.suppress(Exception):
-            await deps.store.end(self.session_id, self.user_id, reason=self._end_reason)
-        with contextlib.suppress(Exception):
-            await deps.store.record_summary(self.session_id, summary)
-        await self._send("session_ended", reason=self._end_reason, summary=summary)
+            await asyncio.wait_for(self.model.close(), 2.0)
+        summary = self.trace.end(outcome.end_reason)
+        await asyncio.sleep(0)  # let settle notifications from end() reach the queue
+        await self._report_settled()
+        for handle in self._unsettled.values():
+            handle.cancel()
+        # Shielded: a cancelled bridge must never leave a write (and SQLite) half done.
+        try:
+            await asyncio.shield(
+                deps.store.end(self.session_id, self.user_id, reason=outcome.end_reason)
+            )
+        except InvalidTransition:
+            pass  # already ENDED: REST ended it, which is what stopped us
+        except Exception:
+            log.exception("could not store the end of session %s", self.session_id)
+        if summary is not None:
+            try:
+                await asyncio.shield(deps.store.record_summary(self.session_id, summary))
+            except Exception:
+                log.exception("could not store the summary of session %s", self.session_id)
+        await self._send(
+            "session_ended",
+            reason=outcome.end_reason.value,
+            summary=summary.to_json() if summary is not None else {},
+        )
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await self.ws.close(self._close_code, self._close_message)
+                await self.ws.close(outcome.code, outcome.message)
         deps.hub.discard(self)
         self.finished.set()
-        # Flush this session's spans off the event loop, bounded in wall time.
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(deps.telemetry.force_flush, self._settings.flush_timeout_s)
+        # Spans are exported on the telemetry's own flusher thread, never the loop's pool.
+        deps.telemetry.flush_soon(self._settings.flush_timeout_s)
 
     # -- client → model ---------------------------------------------------------------------------
 
@@ -298,15 +321,12 @@ class VoiceBridge:
             try:
                 message = await ws.receive()
             except (WebSocketDisconnect, RuntimeError):
-                raise _Closing("client_disconnect", CLOSE_NORMAL, "") from None
+                raise _closing(EndReason.CLIENT_DISCONNECT) from None
             if message["type"] == "websocket.disconnect":
-                raise _Closing("client_disconnect", CLOSE_NORMAL, "")
+                raise _closing(EndReason.CLIENT_DISCONNECT)
             if not self._frames.take():
-                raise _Closing(
-                    "rate_limited",
-                    CLOSE_POLICY,
-                    f"more than {settings.max_frames_per_s} frames per second",
-                )
+                limit = f"more than {settings.max_frames_per_s} frames per second"
+                raise _closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
             data, text = message.get("bytes"), message.get("text")
             try:
                 if data is not None:
@@ -326,11 +346,11 @@ class VoiceBridge:
     async def _reject(self, exc: ProtocolError, size: int) -> None:
         settings = self._settings
         if size > 4 * settings.max_frame_bytes:
-            raise _Closing("protocol_abuse", CLOSE_TOO_BIG, "frame far over the size limit")
+            raise _closing(EndReason.PROTOCOL_ABUSE, CLOSE_TOO_BIG, "frame far over the size limit")
         self._bad_frames += 1
         await self._send("error", code=exc.code, message=exc.message)
         if self._bad_frames > settings.max_bad_frames:
-            raise _Closing("protocol_abuse", CLOSE_POLICY, "too many invalid frames")
+            raise _closing(EndReason.PROTOCOL_ABUSE, CLOSE_POLICY, "too many invalid frames")
 
     async def _on_audio(self, frame: bytes) -> None:
         check_audio_frame(frame, self._settings.max_frame_bytes)
@@ -338,32 +358,27 @@ class VoiceBridge:
             return  # a paused session is not billed: its audio goes nowhere
         seconds = pcm16_duration_s(len(frame), INPUT_SAMPLE_RATE)
         if not self._audio.take(seconds):
-            raise _Closing(
-                "rate_limited",
-                CLOSE_POLICY,
-                f"audio faster than {self._settings.max_audio_speed:g}x real time",
-            )
-        self._trace.user_audio(seconds, is_voiced(frame))
-        await self._model.send_audio(frame)
+            limit = f"audio faster than {self._settings.max_audio_speed:g}x real time"
+            raise _closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
+        self.trace.user_audio(seconds, is_voiced(frame))
+        await self.model.send_audio(frame)
 
-    async def _on_client_message(self, msg: object) -> None:
+    async def _on_client_message(self, msg: ClientMessage) -> None:
+        trace, model = self.trace, self.model
         match msg:
             case Playback(event=event, turn=turn, played_ms=played_ms):
-                self._trace.playback(turn, event, played_ms)
+                trace.playback(turn, event, played_ms)
             case End():
-                raise _Closing("completed", CLOSE_NORMAL, "")
+                raise _closing(EndReason.COMPLETED)
             case _ if self._paused:
-                await self._send(
-                    "error",
-                    code="session_paused",
-                    message="the session is paused; input is ignored",
-                )
+                message = "the session is paused; input is ignored"
+                await self._send("error", code="session_paused", message=message)
             case TextInput(text=text):
-                self._trace.user_text(text)
-                await self._model.send_text(text)
+                trace.user_text(text)
+                await model.send_text(text)
             case AudioEnd():
-                self._trace.audio_stream_end()
-                await self._model.send_audio_end()
+                trace.audio_stream_end()
+                await model.send_audio_end()
             case ActivityStart() | ActivityEnd() if self._settings.automatic_activity_detection:
                 # Gemini closes the whole session (1007) on activity markers while its own voice
                 # detection is on; refuse them here so one bad client frame cannot do that.
@@ -373,17 +388,17 @@ class VoiceBridge:
                     "(VOICETRACE_AUTOMATIC_ACTIVITY_DETECTION=false)",
                 )
             case ActivityStart():
-                self._trace.user_activity("start")
-                await self._model.send_activity_start()
+                trace.user_activity("start")
+                await model.send_activity_start()
             case ActivityEnd():
-                self._trace.user_activity("end")
-                await self._model.send_activity_end()
+                trace.user_activity("end")
+                await model.send_activity_end()
 
     # -- model → client ---------------------------------------------------------------------------
 
     async def _model_loop(self) -> None:
-        trace = self._trace
-        async for event in self._model.events():
+        trace = self.trace
+        async for event in self.model.events():
             match event:
                 case ev.AudioOut(data=data, sample_rate=rate):
                     trace.model_audio(len(data), rate)
@@ -391,7 +406,7 @@ class VoiceBridge:
                         # Binary frames carry no turn number: announce whose audio follows.
                         self._speaking_turn = trace.current_turn
                         await self._send("response_started", turn=self._speaking_turn)
-                    await self._send_bytes(data)
+                    await self._deliver(data)
                 case ev.TextOut(text=text, thought=thought):
                     trace.model_text(text, thought=thought)
                     if not thought:
@@ -417,10 +432,10 @@ class VoiceBridge:
                     await self._send("interrupted", turn=turn)
                 case ev.GenerationComplete():
                     trace.generation_complete()
-                case ev.Usage():
-                    trace.usage(usage_snapshot(event))
+                case ev.UsageSnapshot():
+                    trace.usage(event)
                 case ev.TurnComplete():
-                    await self._on_turn_complete()
+                    self._turn_closed(trace.turn_complete())
                 case ev.GoAway(time_left_s=left):
                     trace.go_away(left)
                 case ev.ResumptionHandle(handle=handle):
@@ -429,53 +444,80 @@ class VoiceBridge:
                     trace.reconnected(reason, downtime, resumed)
                 case ev.ModelError(code=code, reason=reason):
                     trace.model_error(code, reason)
-                    await self._send(
-                        "error",
-                        code="model_error",
-                        message=f"model session failed ({code}): {reason}",
-                    )
-                    raise _Closing("model_error", CLOSE_INTERNAL, "model session failed")
-        if not self._stop.is_set():
-            raise _Closing("model_error", CLOSE_INTERNAL, "model session closed")
+                    message = f"model session failed ({code}): {reason}"
+                    await self._send("error", code="model_error", message=message)
+                    raise _closing(EndReason.MODEL_ERROR, CLOSE_INTERNAL, "model session failed")
+        if not self._stopped.is_set():
+            raise _closing(EndReason.MODEL_ERROR, CLOSE_INTERNAL, "model session closed")
 
-    async def _on_turn_complete(self) -> None:
-        summary = self._trace.turn_complete()
-        if summary is None:
+    # -- settled turns → client, budget -----------------------------------------------------------
+
+    def _turn_closed(self, summary: TurnSummary | None) -> None:
+        """The server closed a turn. Its summary goes out when its usage is settled; if usage is
+        slow, after the usage wait with what is known (late usage still reaches the budget)."""
+        if summary is None or summary.number in self._reported:
             return
-        turn = summary.as_dict()
-        await self._send("turn_complete", **turn)
-        check = self._budget.add_turn(turn)
-        await self._apply_budget(check)
+        wait_s = self._settings.usage_wait_s + 0.05
+        self._unsettled[summary.number] = self._loop.call_later(
+            wait_s, lambda: self._spawn(self._report_turn(summary))
+        )
+
+    async def _settle_loop(self) -> None:
+        while True:
+            summary = await self._settled.get()
+            await self._on_settled(summary)
+
+    async def _report_settled(self) -> None:
+        """At the end: summaries of turns settled by `end()` still reach the client."""
+        while not self._settled.empty():
+            await self._report_turn(self._settled.get_nowait())
+
+    async def _on_settled(self, summary: TurnSummary) -> None:
+        await self._report_turn(summary)
+        await self._apply_budget(self._budget.add_turn(summary))
+
+    async def _report_turn(self, summary: TurnSummary) -> None:
+        handle = self._unsettled.pop(summary.number, None)
+        if handle is not None:
+            handle.cancel()
+        if summary.number in self._reported:
+            return
+        self._reported.add(summary.number)
+        await self._send("turn_complete", **summary.to_json())
 
     async def _apply_budget(self, check: BudgetCheck | None) -> None:
         if check is None:
             return
         if check.exhausted and not self._paused:
             self._paused = True
-            with contextlib.suppress(Exception):
-                await self.deps.store.transition(
-                    self.session_id, self.user_id, SessionState.PAUSED, reason="budget_exhausted"
+            try:
+                # Shielded: the write finishes even if the session ends right now.
+                await asyncio.shield(
+                    self.deps.store.transition(
+                        self.session_id, self.user_id, SessionState.PAUSED, reason=BUDGET_EXHAUSTED
+                    )
                 )
-            await self._send("session_paused", reason="budget_exhausted", budget=check.as_dict())
+            except Exception:
+                log.exception("could not store the budget pause of %s", self.session_id)
+            await self._send("session_paused", reason=BUDGET_EXHAUSTED, budget=check.to_json())
         elif check.warning:
-            await self._send("budget_warning", budget=check.as_dict())
+            await self._send("budget_warning", budget=check.to_json())
 
     # -- tools ------------------------------------------------------------------------------------
 
     def _start_tool(self, call: ev.FunctionCall) -> None:
         spec = self.deps.tools.spec(call.name)
-        self._trace.tool_call(
-            call.id, call.name, call.args, non_blocking=bool(spec and spec.non_blocking)
-        )
+        non_blocking = bool(spec and spec.non_blocking)
+        self.trace.tool_call(call.id, call.name, call.args, non_blocking=non_blocking)
         task = asyncio.create_task(self._run_tool(call), name=f"tool:{call.name}:{call.id}")
         self._tool_tasks[call.id] = task
         task.add_done_callback(lambda _t, call_id=call.id: self._tool_tasks.pop(call_id, None))
 
     async def _run_tool(self, call: ev.FunctionCall) -> None:
-        turn = self._trace.current_turn
+        turn = self.trace.current_turn
         await self._send("tool_call", turn=turn, call_id=call.id, name=call.name, args=call.args)
         outcome = await self.deps.tools.run(call)
-        self._trace.tool_result(
+        self.trace.tool_result(
             call.id, outcome.response, error=outcome.error, duration_s=outcome.duration_s
         )
         await self._send(
@@ -487,20 +529,21 @@ class VoiceBridge:
             error=outcome.error,
             duration_ms=round(outcome.duration_s * 1000, 1),
         )
-        await self._model.send_tool_results([self.deps.tools.result_for(outcome)])
+        await self.model.send_tool_results([self.deps.tools.result_for(outcome)])
 
     # -- sending ----------------------------------------------------------------------------------
 
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _send_transcript(self, role: str, text: str, final: bool) -> None:
-        await self._send(
-            "transcript", role=role, text=text, final=final, turn=self._trace.current_turn
-        )
+        turn = self.trace.current_turn
+        await self._send("transcript", role=role, text=text, final=final, turn=turn)
 
-    async def _send(self, type_: str, **fields: Any) -> None:
+    async def _send(self, type_: str, **fields: object) -> None:
         await self._deliver(server_message(type_, **fields))
-
-    async def _send_bytes(self, data: bytes) -> None:
-        await self._deliver(data)
 
     async def _deliver(self, payload: str | bytes) -> None:
         """Send to the client unless it is gone; a vanished client ends the session elsewhere."""

@@ -1,75 +1,100 @@
-"""Per-session budgets, fed by the telemetry's turn summaries (the spans' own numbers).
+"""Per-session budgets, fed by the telemetry's settled turn summaries (the spans' own numbers).
 
-A session may carry limits in its `budgets` (USD and audio minutes). After each turn the bridge adds
-the turn's cost and audio; at `warn_at` of a limit the client gets `budget_warning`, at 100 % the
-session pauses. Overshoot is bounded by one turn because the check runs at every turn end.
+A session may carry limits in its `budgets` (USD and audio minutes). When a turn's usage is
+settled the bridge adds the turn's cost and audio; at `warn_at` of a limit the client gets
+`budget_warning`, at 100 % the session pauses. A limit of 0 allows nothing; `None` is unlimited.
+Overshoot is bounded by one turn because the check runs at every settled turn.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
+
+from voicetrace.service.sessions.schemas import Budgets
+from voicetrace.telemetry import TurnSummary
+
+_MS_PER_MINUTE = Decimal(60_000)
+
+
+class BudgetMetric(StrEnum):
+    USD = "usd"
+    AUDIO_MINUTES = "audio_minutes"
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetCheck:
-    metric: str  # "usd" | "audio_minutes"
-    used: float
-    limit: float
+    metric: BudgetMetric
+    used: Decimal
+    limit: Decimal
     warning: bool
     exhausted: bool
 
     @property
-    def ratio(self) -> float:
-        return self.used / self.limit if self.limit else 1.0
+    def ratio(self) -> Decimal:
+        return self.used / self.limit if self.limit else Decimal(1)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
-            "metric": self.metric,
-            "used": round(self.used, 6),
-            "limit": self.limit,
-            "ratio": round(self.ratio, 4),
+            "metric": self.metric.value,
+            "used": round(float(self.used), 6),
+            "limit": float(self.limit),
+            "ratio": round(float(self.ratio), 4),
         }
 
 
+def session_limits(budgets: Budgets | None) -> dict[BudgetMetric, Decimal]:
+    """The per-session limits the bridge enforces (`None` fields are unlimited)."""
+    if budgets is None:
+        return {}
+    limits = {
+        BudgetMetric.USD: budgets.session_usd,
+        BudgetMetric.AUDIO_MINUTES: budgets.session_audio_minutes,
+    }
+    return {m: Decimal(str(v)) for m, v in limits.items() if v is not None}
+
+
+@dataclass
 class BudgetTracker:
-    def __init__(self, limits: dict[str, float], warn_at: float = 0.8) -> None:
-        self.limits = {k: float(v) for k, v in limits.items() if v is not None and float(v) > 0}
-        self.warn_at = warn_at
-        # Usage is counted even without limits, so limits set later (PATCH) see the whole session.
-        self.used: dict[str, Decimal] = {"usd": Decimal(0), "audio_minutes": Decimal(0)}
-        self._warned: set[str] = set()
+    """One session's usage so far against its limits (usage counts even without limits, so
+    limits set later over REST see the whole session)."""
+
+    limits: dict[BudgetMetric, Decimal]
+    warn_at: Decimal = Decimal("0.8")
+    used: dict[BudgetMetric, Decimal] = field(
+        default_factory=lambda: {m: Decimal(0) for m in BudgetMetric}
+    )
+    _warned: set[BudgetMetric] = field(default_factory=set)
 
     @classmethod
-    def from_session(cls, session: Any, warn_at: float = 0.8) -> BudgetTracker:
-        budgets = getattr(session, "budgets", None)
-        if budgets is None:
-            return cls({}, warn_at)
-        if hasattr(budgets, "model_dump"):
-            budgets = budgets.model_dump()
-        limits = {
-            "usd": budgets.get("session_usd"),
-            "audio_minutes": budgets.get("session_audio_minutes"),
-        }
-        return cls({k: v for k, v in limits.items() if v is not None}, warn_at)
+    def for_budgets(cls, budgets: Budgets | None, warn_at: float = 0.8) -> BudgetTracker:
+        return cls(session_limits(budgets), Decimal(str(warn_at)))
 
-    def with_limits_of(self, session: Any) -> BudgetTracker:
-        """The same usage so far, under the session's (possibly changed) limits."""
-        fresh = BudgetTracker.from_session(session, self.warn_at)
-        fresh.used = dict(self.used)
-        fresh._warned = {m for m in self._warned if m in fresh.limits}
-        return fresh
+    def with_budgets(self, budgets: Budgets | None) -> BudgetTracker:
+        """The same usage so far, under (possibly changed) limits."""
+        limits = session_limits(budgets)
+        warned = {m for m in self._warned if m in limits}
+        return BudgetTracker(limits, self.warn_at, dict(self.used), warned)
 
-    def add_turn(self, turn: dict[str, Any]) -> BudgetCheck | None:
-        """Account one finished turn; return the most urgent check, if any threshold was crossed."""
-        if turn.get("cost_usd") is not None:
-            self.used["usd"] += Decimal(str(turn["cost_usd"]))
-        audio_ms = (turn.get("audio_in_ms") or 0) + (turn.get("audio_out_ms") or 0)
-        self.used["audio_minutes"] += Decimal(str(audio_ms)) / Decimal(60_000)
+    @property
+    def exhausted(self) -> BudgetCheck | None:
+        """The first limit that is used up, if any (what refuses a resume)."""
+        for metric, limit in self.limits.items():
+            if self.used[metric] >= limit:
+                return BudgetCheck(metric, self.used[metric], limit, False, True)
+        return None
+
+    def add_turn(self, turn: TurnSummary) -> BudgetCheck | None:
+        """Account one settled turn; the most urgent check, if a threshold was crossed."""
+        if turn.cost_usd is not None:
+            self.used[BudgetMetric.USD] += turn.cost_usd
+        audio_ms = Decimal(str(turn.audio_in_ms)) + Decimal(str(turn.audio_out_ms))
+        self.used[BudgetMetric.AUDIO_MINUTES] += audio_ms / _MS_PER_MINUTE
         worst: BudgetCheck | None = None
         for metric, limit in self.limits.items():
-            used = float(self.used[metric])
+            used = self.used[metric]
             exhausted = used >= limit
             warning = used >= self.warn_at * limit and metric not in self._warned
             if not (exhausted or warning):

@@ -1,9 +1,10 @@
 """SDK-independent events of a live model session.
 
-The model adapter (`service.voice.model`) is the only module that sees `google-genai`; it turns
-every server message into one or more of these plain, frozen dataclasses. The voice bridge and
-the telemetry layer only ever see these, so a different provider (or a recorded session) can be
-replayed through the same code.
+The model adapter (`voice.gemini`, `voice.gemini_events`) is the only code that sees
+`google-genai`; it turns every server message into one or more of these plain, frozen
+dataclasses. Usage is the telemetry's own `UsageSnapshot`: one usage type from the adapter to
+the span. The bridge and the telemetry only ever see these, so a different provider (or a
+recorded session) can be replayed through the same code.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Modality = Literal["TEXT", "AUDIO", "IMAGE", "VIDEO", "DOCUMENT"]
+from voicetrace.telemetry import UsageSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,32 +84,6 @@ class TurnComplete:
 
 
 @dataclass(frozen=True, slots=True)
-class ModalityCount:
-    modality: Modality
-    token_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """One `usageMetadata` snapshot, as Gemini Live reports it.
-
-    Gemini may send several per turn; the last one of a turn is the billable one (never sum
-    snapshots within a turn). `prompt_token_count` is the whole context, re-billed each turn.
-    """
-
-    prompt_token_count: int = 0
-    cached_content_token_count: int = 0
-    response_token_count: int = 0
-    tool_use_prompt_token_count: int = 0
-    thoughts_token_count: int = 0
-    total_token_count: int = 0
-    prompt_tokens_details: tuple[ModalityCount, ...] = ()
-    cache_tokens_details: tuple[ModalityCount, ...] = ()
-    response_tokens_details: tuple[ModalityCount, ...] = ()
-    tool_use_prompt_tokens_details: tuple[ModalityCount, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class GoAway:
     """The server will close the connection in `time_left_s` seconds."""
 
@@ -156,7 +131,7 @@ ModelEvent = (
     | Interrupted
     | GenerationComplete
     | TurnComplete
-    | Usage
+    | UsageSnapshot  # one `usageMetadata` as reported; the last of a turn is billable
     | GoAway
     | ResumptionHandle
     | Reconnected

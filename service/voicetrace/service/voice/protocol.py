@@ -68,8 +68,9 @@ class Playback(_ClientMessage):
 
     type: Literal["playback"]
     event: Literal["started", "stopped"]
-    turn: Annotated[int, Field(ge=1)]
-    played_ms: Annotated[float, Field(ge=0)] = 0.0
+    turn: Annotated[int, Field(ge=1, le=1_000_000)]
+    # A day of audio at most; finite (JSON's 1e400 parses as inf).
+    played_ms: Annotated[float, Field(ge=0, le=86_400_000, allow_inf_nan=False)] = 0.0
 
 
 class End(_ClientMessage):
@@ -86,14 +87,14 @@ _client_message = TypeAdapter(ClientMessage)
 _CLIENT_TYPES = ("text", "audio_end", "activity_start", "activity_end", "playback", "end")
 
 
-def parse_client_text(
-    raw: str,
-) -> TextInput | AudioEnd | ActivityStart | ActivityEnd | Playback | End:
+def parse_client_text(raw: str) -> ClientMessage:
     """Parse one text frame, or raise `ProtocolError` with a stable code."""
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ProtocolError("bad_json", f"text frames must be JSON objects: {exc.msg}") from None
+    except ValueError as exc:  # e.g. an integer past Python's 4300-digit conversion limit
+        raise ProtocolError("bad_json", f"unusable JSON value: {exc}"[:200]) from None
     except RecursionError:  # `[[[[…` nested past the parser's stack
         raise ProtocolError("bad_json", "JSON nested too deeply") from None
     if not isinstance(data, dict):

@@ -1,11 +1,11 @@
-"""The Gemini Live adapter: the only module in the project that imports `google-genai`.
+"""The Gemini Live adapter: with `gemini_events`, the only code that imports `google-genai`.
 
-`GeminiLive` owns one live conversation. It turns every server message into the SDK-independent
-events of `service.voice.events`, and hides the connection's life: when the server says `goAway`
-or the socket drops, it reconnects with the last session-resumption handle (the conversation
-survives) and reports `Reconnected`; sends issued meanwhile wait for the new session. Failures
-that cannot be retried end the stream with a `ModelError` carrying the WebSocket close code —
-no SDK exception ever escapes `events()`.
+`GeminiLive` owns one live conversation (it is a `LiveModel`). Server messages become the
+SDK-independent events of `voice.events` (mapped by `voice.gemini_events`); it hides the
+connection's life: when the server says `goAway` or the socket drops, it reconnects with the
+last session-resumption handle (the conversation survives) and reports `Reconnected`; sends
+issued meanwhile wait for the new session. Failures that cannot be retried end the stream with
+a `ModelError` carrying the WebSocket close code — no SDK exception ever escapes `events()`.
 
 The same code talks to real Gemini and to the local emulator: a plain `genai.Client()` reads
 `GEMINI_API_KEY`, `GOOGLE_GEMINI_BASE_URL` and `SSL_CERT_FILE` from the environment.
@@ -18,9 +18,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
@@ -31,14 +29,17 @@ from google.genai import errors, types
 from google.genai._base_url import get_base_url  # the SDK's own base-URL resolution
 from google.genai.live import AsyncSession
 from voicetrace.service.voice import events as ev
-from voicetrace.service.voice.tools import FunctionSpec
+from voicetrace.service.voice.gemini_events import (
+    close_info,
+    function_declaration,
+    function_response,
+    is_retryable,
+    map_message,
+)
+from voicetrace.service.voice.live_model import LiveModelConfig, LiveModelError, ModelConnectError
 
 log = logging.getLogger(__name__)
 
-# Close codes after which a reconnect can succeed: normal close (e.g. after goAway), going
-# away, abnormal drop, service restart, try again later. 1007 (invalid argument), 1008 (auth,
-# policy, unknown model) and 1011 (internal error) fail again the same way.
-RETRYABLE_CLOSE_CODES = frozenset({1000, 1001, 1006, 1012, 1013})
 _INPUT_MIME = "audio/pcm;rate=16000"
 _DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 _BAD_MESSAGES_TOLERATED = 3
@@ -46,205 +47,55 @@ _MAX_UNCONFIRMED = 8  # text turns kept for replay after a reconnect
 _BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
-@dataclass(frozen=True)
-class LiveModelConfig:
-    """Everything that shapes one Live session (the setup message), SDK-independent."""
+class GeminiClients:
+    """One `genai.Client` for the whole process: building one costs ~25 ms of CPU and ~0.7 MB
+    (CA bundles), so sessions share it. Made on first use, off the event loop."""
 
-    model: str = "gemini-3.8-live"
-    voice: str | None = "Puck"
-    system_prompt: str | None = None
-    tools: Sequence[FunctionSpec] = ()
-    input_transcription: bool = True
-    output_transcription: bool = True
-    resumption: bool = True
-    automatic_activity_detection: bool = True
-    silence_duration_ms: int | None = None
-    api_key: str | None = None  # None → the SDK's own env handling (GEMINI_API_KEY)
-    connect_timeout_s: float = 10.0
-    max_reconnects: int = 3
+    def __init__(self, api_key: str | None = None) -> None:
+        self._api_key = api_key
+        self._client: genai.Client | None = None
+        self._lock = asyncio.Lock()
 
-    def __post_init__(self) -> None:
-        if not self.model or not self.model.strip():
-            raise ValueError("model must be a model name such as 'gemini-3.8-live'")
-        if self.connect_timeout_s <= 0:
-            raise ValueError("connect_timeout_s must be positive")
-        if self.max_reconnects < 0:
-            raise ValueError("max_reconnects must be >= 0")
-        if self.silence_duration_ms is not None and self.silence_duration_ms <= 0:
-            raise ValueError("silence_duration_ms must be positive")
+    async def get(self) -> genai.Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await _make_client(self._api_key)
+        return self._client
 
-    def __repr__(self) -> str:  # the API key never reaches logs or spans
-        key = "set" if self.api_key else None
-        return f"LiveModelConfig(model={self.model!r}, voice={self.voice!r}, api_key={key})"
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await _close_client(client)
 
 
-class LiveModelError(Exception):
-    """A live-session failure with the WebSocket close code (or None) and the server's reason."""
-
-    def __init__(self, code: int | None, reason: str, retryable: bool = False) -> None:
-        super().__init__(f"{code}: {reason}" if code is not None else reason)
-        self.code = code
-        self.reason = reason
-        self.retryable = retryable
-
-
-class ModelConnectError(LiveModelError):
-    """Opening the Live session failed (bad key, unknown model, unreachable, timeout…)."""
-
-
-# -- SDK → events ---------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=32)
-def _sample_rate(mime_type: str | None) -> int:
-    """`audio/pcm;rate=24000` → 24000 (the Live default when the rate is missing)."""
-    for part in (mime_type or "").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == "rate" and value.isdigit():
-            return int(value)
-    return 24_000
-
-
-def _seconds(duration: str | None) -> float:
-    """A protobuf Duration in JSON (`"5s"`, `"0.250s"`) as seconds."""
+async def _make_client(api_key: str | None) -> genai.Client:
+    # Building a client loads CA bundles (~40 ms): do it off the event loop.
     try:
-        return float((duration or "0s").rstrip("s") or 0)
-    except ValueError:
-        return 0.0
-
-
-def _modalities(details: list[types.ModalityTokenCount] | None) -> tuple[ev.ModalityCount, ...]:
-    out = []
-    for d in details or ():
-        modality = d.modality.value if d.modality is not None else "TEXT"
-        if modality in ("TEXT", "AUDIO", "IMAGE", "VIDEO", "DOCUMENT"):
-            out.append(ev.ModalityCount(modality, d.token_count or 0))  # type: ignore[arg-type]
-    return tuple(out)
-
-
-def _usage(u: types.UsageMetadata) -> ev.Usage:
-    return ev.Usage(
-        prompt_token_count=u.prompt_token_count or 0,
-        cached_content_token_count=u.cached_content_token_count or 0,
-        response_token_count=u.response_token_count or 0,
-        tool_use_prompt_token_count=u.tool_use_prompt_token_count or 0,
-        thoughts_token_count=u.thoughts_token_count or 0,
-        total_token_count=u.total_token_count or 0,
-        prompt_tokens_details=_modalities(u.prompt_tokens_details),
-        cache_tokens_details=_modalities(u.cache_tokens_details),
-        response_tokens_details=_modalities(u.response_tokens_details),
-        tool_use_prompt_tokens_details=_modalities(u.tool_use_prompt_tokens_details),
-    )
-
-
-def map_message(msg: types.LiveServerMessage) -> Iterator[ev.ModelEvent]:
-    """One server message → events, in the order the bridge and the tracer rely on.
-
-    Usage comes before TurnComplete (Gemini sends both in one message): the turn's billable
-    snapshot must be known when the turn closes.
-    """
-    content = msg.server_content
-    if content is not None:
-        if content.input_transcription is not None and content.input_transcription.text:
-            t = content.input_transcription
-            yield ev.InputTranscript(t.text or "", bool(t.finished))
-        if content.output_transcription is not None and content.output_transcription.text:
-            t = content.output_transcription
-            yield ev.OutputTranscript(t.text or "", bool(t.finished))
-        if content.model_turn is not None:
-            for part in content.model_turn.parts or ():
-                blob = part.inline_data
-                if blob is not None and blob.data:
-                    yield ev.AudioOut(blob.data, _sample_rate(blob.mime_type))
-                elif part.text:
-                    yield ev.TextOut(part.text, thought=bool(part.thought))
-    if msg.tool_call is not None and msg.tool_call.function_calls:
-        calls = tuple(
-            ev.FunctionCall(fc.id or "", fc.name or "", dict(fc.args or {}))
-            for fc in msg.tool_call.function_calls
+        return await asyncio.to_thread(
+            lambda: genai.Client(api_key=api_key) if api_key else genai.Client()
         )
-        yield ev.ToolCall(calls)
-    if msg.tool_call_cancellation is not None and msg.tool_call_cancellation.ids:
-        yield ev.ToolCallCancellation(tuple(msg.tool_call_cancellation.ids))
-    if content is not None:
-        if content.interrupted:
-            yield ev.Interrupted()
-        if content.generation_complete:
-            yield ev.GenerationComplete()
-    if msg.usage_metadata is not None:
-        yield _usage(msg.usage_metadata)
-    if content is not None and content.turn_complete:
-        yield ev.TurnComplete()
-    if msg.go_away is not None:
-        yield ev.GoAway(_seconds(msg.go_away.time_left))
-    update = msg.session_resumption_update
-    if update is not None and update.new_handle:
-        yield ev.ResumptionHandle(update.new_handle, update.resumable is not False)
+    except ValueError as exc:  # e.g. no API key anywhere in the environment
+        raise ModelConnectError(None, f"cannot create the Gemini client: {exc}") from None
 
 
-# -- events/specs → SDK ---------------------------------------------------------------------------
-
-
-def function_declaration(spec: FunctionSpec) -> types.FunctionDeclaration:
-    """FunctionSpec → SDK declaration. The behaviour is always explicit: an unset behaviour means
-    NON_BLOCKING on gemini-3.8-live but BLOCKING on older models."""
-    try:
-        schema = types.Schema.model_validate(spec.parameters) if spec.parameters else None
-    except ValueError as exc:
-        raise ValueError(
-            f"tool {spec.name!r}: parameters are not a valid Gemini schema: {exc}"
-        ) from exc
-    behavior = types.Behavior.NON_BLOCKING if spec.non_blocking else types.Behavior.BLOCKING
-    return types.FunctionDeclaration(
-        name=spec.name, description=spec.description, parameters=schema, behavior=behavior
-    )
-
-
-def function_response(result: ev.ToolResult) -> types.FunctionResponse:
-    scheduling = types.FunctionResponseScheduling(result.scheduling) if result.scheduling else None
-    return types.FunctionResponse(
-        id=result.id, name=result.name, response=result.response, scheduling=scheduling
-    )
-
-
-def _close_info(exc: BaseException) -> tuple[int | None, str]:
-    """(close code, reason) from whatever the SDK or websockets raised."""
-    if isinstance(exc, errors.APIError):
-        # Live errors: code = close code, details = the close reason, message = None.
-        details = exc.details
-        if isinstance(details, dict):
-            reason = str(details.get("message") or details.get("error") or details)
-        else:
-            reason = str(details or exc.message or "")
-        return exc.code, reason
-    if isinstance(exc, websockets.ConnectionClosed):
-        frame = exc.rcvd
-        return (frame.code, frame.reason) if frame else (1006, "connection lost")
-    if isinstance(exc, websockets.InvalidStatus):
-        # The HTTP upgrade was refused (a proxy, or a server that rejects before upgrading).
-        return exc.response.status_code, f"HTTP {exc.response.status_code} on connect"
-    if isinstance(exc, TimeoutError):
-        return None, "timed out"
-    return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _retryable(code: int | None, exc: BaseException) -> bool:
-    if code in RETRYABLE_CLOSE_CODES:
-        return True
-    # No close code at all: the network, not the server, failed (refused, reset, TLS, timeout).
-    return code is None and isinstance(exc, OSError | TimeoutError | websockets.ConnectionClosed)
-
-
-# -- the session ----------------------------------------------------------------------------------
+async def _close_client(client: genai.Client) -> None:
+    with contextlib.suppress(Exception):
+        await client.aio.aclose()
+    with contextlib.suppress(Exception):
+        client.close()
 
 
 class GeminiLive:
-    """One live conversation; reconnects transparently with the last resumption handle."""
+    """One live conversation; reconnects transparently with the last resumption handle.
 
-    def __init__(self, config: LiveModelConfig, client: genai.Client | None = None) -> None:
+    Pass `clients` to share the process's `genai.Client`; without it the session makes (and
+    closes) its own."""
+
+    def __init__(self, config: LiveModelConfig, clients: GeminiClients | None = None) -> None:
         self.config = config
-        self._client = client
-        self._owns_client = client is None
+        self._clients = clients
+        self._client: genai.Client | None = None
         # Validate the tool schemas now: a bad declaration is a startup error, not a 1007 later.
         self._declarations = [function_declaration(s) for s in config.tools]
         self._session: AsyncSession | None = None
@@ -306,28 +157,17 @@ class GeminiLive:
         self._closed = True
         self._ready.set()  # wake senders waiting for a reconnect; they see `_closed` and return
         await self._drop_session()
-        if self._owns_client and self._client is not None:
+        if self._clients is None and self._client is not None:
             client, self._client = self._client, None
-            with contextlib.suppress(Exception):
-                await client.aio.aclose()
-            with contextlib.suppress(Exception):
-                client.close()
-
-    async def _make_client(self) -> genai.Client:
-        # Building a client loads CA bundles (~40 ms): do it off the event loop.
-        key = self.config.api_key
-        try:
-            return await asyncio.to_thread(
-                lambda: genai.Client(api_key=key) if key else genai.Client()
-            )
-        except ValueError as exc:  # e.g. no API key anywhere in the environment
-            raise ModelConnectError(None, f"cannot create the Gemini client: {exc}") from None
+            await _close_client(client)
 
     async def _open(
         self, handle: str | None
     ) -> tuple[AsyncSession, contextlib.AbstractAsyncContextManager[AsyncSession]]:
         if self._client is None:
-            self._client = await self._make_client()
+            self._client = await (
+                self._clients.get() if self._clients else _make_client(self.config.api_key)
+            )
         cm = self._client.aio.live.connect(
             model=self.config.model, config=self._live_config(handle)
         )
@@ -338,9 +178,9 @@ class GeminiLive:
                 None, f"no setupComplete within {self.config.connect_timeout_s:g} s", True
             ) from None
         except Exception as exc:
-            code, reason = _close_info(exc)
+            code, reason = close_info(exc)
             raise ModelConnectError(
-                code, reason or "connect failed", _retryable(code, exc)
+                code, reason or "connect failed", is_retryable(code, exc)
             ) from exc
         return session, cm
 
@@ -432,8 +272,8 @@ class GeminiLive:
                 return
             if self._closed:
                 return  # our own close() ended the socket
-            code, reason = _close_info(lost)
-            if not _retryable(code, lost):
+            code, reason = close_info(lost)
+            if not is_retryable(code, lost):
                 yield ev.ModelError(code, reason, False)
                 await self.close()
                 return
