@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
 from voicetrace.demo.tools import demo_registry
 from voicetrace.demo.trace_tree import format_trace
 from voicetrace.emulator import Emulator, Scenario
@@ -96,7 +97,8 @@ def _post_json(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+        created: dict[str, Any] = json.loads(response.read())
+    return created
 
 
 async def _spoken(client: VoiceClient, seconds: float) -> None:
@@ -113,8 +115,8 @@ async def run_demo(verbose: bool = True) -> int:
             os.environ.update(emulator.env())
             settings = Settings(
                 sqlite_path=Path(tmp) / "demo.db",
-                jwt_secret=os.urandom(16).hex(),
-                gemini_api_key=emulator.api_key,
+                jwt_secret=SecretStr(os.urandom(16).hex()),
+                gemini_api_key=SecretStr(emulator.api_key),
                 database_url=None,
             )
             telemetry = configure_telemetry(

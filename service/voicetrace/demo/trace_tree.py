@@ -10,24 +10,32 @@ from opentelemetry.sdk.trace import ReadableSpan
 _USAGE = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
 
 
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, int | float | str) else 0.0
+
+
+def _start(span: ReadableSpan) -> int:
+    return span.start_time or 0
+
+
 def _line(span: ReadableSpan) -> str:
     attrs = span.attributes or {}
-    ms = ((span.end_time or span.start_time) - span.start_time) / 1e6
+    ms = ((span.end_time or _start(span)) - _start(span)) / 1e6
     parts = [f"{span.name}  {ms:,.1f} ms"]
     if "voice.turn.number" in attrs:
-        parts.append(f"turn {attrs['voice.turn.number']}")
+        parts.append(f"turn {attrs['voice.turn.number']!s}")
     if "voice.turn.end_reason" in attrs:
         parts.append(str(attrs["voice.turn.end_reason"]))
     if all(k in attrs for k in _USAGE):
-        parts.append(f"tokens in {attrs[_USAGE[0]]} / out {attrs[_USAGE[1]]}")
+        parts.append(f"tokens in {attrs[_USAGE[0]]!s} / out {attrs[_USAGE[1]]!s}")
     if "gen_ai.response.time_to_first_chunk" in attrs:
-        parts.append(f"TTFA {1000 * float(attrs['gen_ai.response.time_to_first_chunk']):.0f} ms")
+        parts.append(f"TTFA {1000 * _num(attrs['gen_ai.response.time_to_first_chunk']):.0f} ms")
     if attrs.get("voice.audio.unheard_ms"):
         parts.append(
-            f"heard {float(attrs.get('voice.audio.heard_ms', 0)):.0f} ms, "
-            f"{float(attrs['voice.audio.unheard_ms']):.0f} ms never heard"
+            f"heard {_num(attrs.get('voice.audio.heard_ms', 0)):.0f} ms, "
+            f"{_num(attrs['voice.audio.unheard_ms']):.0f} ms never heard"
             + (
-                f" (${float(attrs['voice.audio.unheard_cost_usd']):.5f})"
+                f" (${_num(attrs['voice.audio.unheard_cost_usd']):.5f})"
                 if "voice.audio.unheard_cost_usd" in attrs
                 else ""
             )
@@ -50,7 +58,7 @@ def format_trace(spans: Sequence[ReadableSpan]) -> str:
 
     def walk(span: ReadableSpan, prefix: str, last: bool, root: bool) -> None:
         lines.append(("" if root else prefix + ("└── " if last else "├── ")) + _line(span))
-        kids = sorted(children.get(span.context.span_id, []), key=lambda s: s.start_time)
+        kids = sorted(children.get(span.context.span_id, []), key=_start)
         for i, kid in enumerate(kids):
             walk(
                 kid,
@@ -59,6 +67,6 @@ def format_trace(spans: Sequence[ReadableSpan]) -> str:
                 False,
             )
 
-    for root in sorted(children.get(None, []), key=lambda s: s.start_time):
+    for root in sorted(children.get(None, []), key=_start):
         walk(root, "", True, True)
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from voicetrace.service.api.errors import register_error_handlers
 from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
-from voicetrace.service.voice.bridge import BridgeDeps
+from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.gemini import GeminiClients, GeminiLive
 from voicetrace.service.voice.hub import VoiceHub
 from voicetrace.service.voice.tools import ToolRegistry

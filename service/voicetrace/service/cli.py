@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.tools import ToolRegistry
@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except KeyboardInterrupt:
         return 130
     except ValueError as exc:  # settings validation and bad arguments: a message, not a trace

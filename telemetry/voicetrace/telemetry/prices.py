@@ -206,8 +206,12 @@ class _Rates:
             return p.cached_input if p.cached_input is not None else p.input_price(m)
 
         return cls(
-            *(p.input_price(m) / _PER_TOKEN for m in MODALITIES),
-            *(cached(m) / _PER_TOKEN for m in MODALITIES),
-            p.output_price("text") / _PER_TOKEN,
-            p.output_price("audio") / _PER_TOKEN,
+            input_text=p.input_price("text") / _PER_TOKEN,
+            input_audio=p.input_price("audio") / _PER_TOKEN,
+            input_image=p.input_price("image") / _PER_TOKEN,
+            cached_text=cached("text") / _PER_TOKEN,
+            cached_audio=cached("audio") / _PER_TOKEN,
+            cached_image=cached("image") / _PER_TOKEN,
+            output_text=p.output_price("text") / _PER_TOKEN,
+            output_audio=p.output_price("audio") / _PER_TOKEN,
         )

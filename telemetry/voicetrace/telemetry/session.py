@@ -171,10 +171,10 @@ class SessionTrace:
             t = self._book.user_turn(now, "activity")
             t.add_event(k.EV_SPEECH_STARTED, {"source": "activity_start"}, now)
         elif kind == "end":
-            t = self._book.turn
-            if t is not None and not t.responding:
-                t.user_end_ns = now
-                t.add_event(k.EV_SPEECH_ENDED, {"source": "activity_end"}, now)
+            current = self._book.turn
+            if current is not None and not current.responding:
+                current.user_end_ns = now
+                current.add_event(k.EV_SPEECH_ENDED, {"source": "activity_end"}, now)
         else:
             raise ValueError(f"user_activity kind must be 'start' or 'end', not {kind!r}")
 

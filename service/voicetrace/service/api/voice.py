@@ -12,8 +12,10 @@ from fastapi import APIRouter, WebSocket
 from voicetrace.service.api.auth import AuthError, verify_token
 from voicetrace.service.sessions.errors import NotFound
 from voicetrace.service.sessions.state import SessionState
-from voicetrace.service.voice.bridge import CLOSE_POLICY, BridgeDeps, serve_voice_session
+from voicetrace.service.voice.deps import BridgeDeps
+from voicetrace.service.voice.outcome import CLOSE_POLICY
 from voicetrace.service.voice.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL
+from voicetrace.service.voice.start import serve_voice_session
 
 router = APIRouter(tags=["voice"])
 

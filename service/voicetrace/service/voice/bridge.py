@@ -1,7 +1,7 @@
 """One client WebSocket ⇄ one live model session, traced end to end.
 
-`serve_voice_session` claims the session (CONNECTING → LIVE), builds its model and its trace, and
-runs a `VoiceBridge`: two loops per connection — client frames → model, model events → client —
+`voice.start.serve_voice_session` claims the session and builds its model and trace; the
+`VoiceBridge` then runs two loops per connection — client frames → model, model events → client —
 plus one task per tool call, so tools never stall the audio. Every model event is also reported
 to the session's `SessionTrace`; telemetry calls are fail-open and cheap, so they sit inline.
 Turn summaries reach the client, the budget and the store when the telemetry says a turn's usage
@@ -14,22 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicetrace.service.sessions.errors import InvalidTransition
 from voicetrace.service.sessions.schemas import Budgets, LiveSession
 from voicetrace.service.sessions.state import SessionState
-from voicetrace.service.sessions.store import SessionStore
-from voicetrace.service.settings import Settings
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
 from voicetrace.service.voice.budget import BudgetCheck, BudgetTracker
-from voicetrace.service.voice.hub import BUDGET_EXHAUSTED, VoiceHub
+from voicetrace.service.voice.deps import BridgeDeps
+from voicetrace.service.voice.hub import BUDGET_EXHAUSTED
 from voicetrace.service.voice.limits import TokenBucket
-from voicetrace.service.voice.live_model import LiveModel, LiveModelConfig
+from voicetrace.service.voice.live_model import LiveModel
+from voicetrace.service.voice.outcome import (
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    Closing,
+    Outcome,
+    closing,
+)
 from voicetrace.service.voice.protocol import (
     INPUT_SAMPLE_RATE,
     OUTPUT_SAMPLE_RATE,
@@ -46,107 +53,19 @@ from voicetrace.service.voice.protocol import (
     parse_client_text,
     server_message,
 )
-from voicetrace.service.voice.tools import ToolRegistry
-from voicetrace.telemetry import EndReason, SessionInfo, SessionTrace, TurnSummary, VoiceTelemetry
+from voicetrace.service.voice.turn_reports import TurnReports
+from voicetrace.telemetry import (
+    EndReason,
+    SessionTrace,
+    TurnSummary,
+    UsageSnapshot,
+)
 
 log = logging.getLogger(__name__)
 
-# WebSocket close codes (RFC 6455 §7.4.1)
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-
-ModelFactory = Callable[[LiveModelConfig], LiveModel]
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeDeps:
-    """What every bridge of one app shares; built once by the app factory."""
-
-    settings: Settings
-    store: SessionStore
-    telemetry: VoiceTelemetry
-    tools: ToolRegistry
-    hub: VoiceHub
-    model_factory: ModelFactory
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How the session ends: the reason (telemetry and client) and the WebSocket close."""
-
-    end_reason: EndReason
-    code: int = CLOSE_NORMAL
-    message: str = ""
-
-    @classmethod
-    def stopped(cls, reason: str) -> Outcome:
-        """Ended from outside: server shutdown (1001) or REST."""
-        code = CLOSE_GOING_AWAY if reason == EndReason.SERVER_SHUTDOWN else CLOSE_NORMAL
-        return cls(EndReason.parse(reason), code)
-
-
-class _Closing(Exception):
-    """Raised inside a loop to end the session with `outcome`."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.message)
-        self.outcome = outcome
-
-
-def _closing(reason: EndReason, code: int = CLOSE_NORMAL, message: str = "") -> _Closing:
-    return _Closing(Outcome(reason, code, message))
-
-
-async def serve_voice_session(ws: WebSocket, session: LiveSession, deps: BridgeDeps) -> None:
-    """Claim `session` for this socket and run it to the end (the socket is accepted)."""
-    try:
-        await deps.store.transition(
-            session.id, session.user_id, SessionState.LIVE, only_from={SessionState.CONNECTING}
-        )
-    except InvalidTransition as exc:  # another connection won the race for this session
-        await ws.close(CLOSE_POLICY, f"session is {exc.current.value}, not CONNECTING")
-        return
-    settings = deps.settings
-    model = deps.model_factory(model_config(settings, deps.tools))
-    host, port = model.endpoint
-    bridge = VoiceBridge(ws, session, deps, model)
-    bridge.trace = deps.telemetry.start_session(
-        SessionInfo(
-            session_id=session.id,
-            user_id=session.user_id,
-            model=settings.model,
-            agent_name=settings.agent_name,
-            recording_consent=session.recording_consent,
-            secrets_blurred=tuple(session.secrets_blurred),
-            system_prompt=settings.system_prompt,
-            tags=(f"mode:{session.mode}",) if session.mode else (),
-            environment=settings.environment,
-            server_address=host,
-            server_port=port,
-        ),
-        on_turn_settled=bridge.turn_settled_threadsafe,
-    )
-    await bridge.run()
-
-
-def model_config(settings: Settings, tools: ToolRegistry) -> LiveModelConfig:
-    return LiveModelConfig(
-        model=settings.model,
-        voice=settings.voice,
-        system_prompt=settings.system_prompt,
-        tools=tuple(tools.specs()),
-        silence_duration_ms=settings.silence_duration_ms,
-        automatic_activity_detection=settings.automatic_activity_detection,
-        api_key=settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None,
-        connect_timeout_s=settings.model_connect_timeout_s,
-    )
-
 
 class VoiceBridge:
-    """One live session's loops. Built by `serve_voice_session`, which sets `trace` at once."""
+    """One live session's loops. Built by `voice.start`, which sets `trace` before `run()`."""
 
     trace: SessionTrace
 
@@ -171,10 +90,11 @@ class VoiceBridge:
         self._background: set[asyncio.Task[None]] = set()
         self._speaking_turn: int | None = None
         self._budget = BudgetTracker.for_budgets(session.budgets, settings.budget_warn_ratio)
-        # Turn summaries: sent once per turn, when settled or when the usage wait is over.
-        self._settled: asyncio.Queue[TurnSummary] = asyncio.Queue()
-        self._reported: set[int] = set()
-        self._unsettled: dict[int, asyncio.TimerHandle] = {}
+        self.reports = TurnReports(
+            settings.usage_wait_s,
+            send_summary=self._send_turn_summary,
+            count_settled=self._count_settled,
+        )
 
     # -- control from outside (hub) -------------------------------------------------------------
 
@@ -196,10 +116,6 @@ class VoiceBridge:
             self._spawn(self._send("session_paused", reason=reason))
         else:
             self._spawn(self._send("session_resumed"))
-
-    def turn_settled_threadsafe(self, summary: TurnSummary) -> None:
-        """The telemetry settled a turn (any thread): hand it to the event loop."""
-        self._loop.call_soon_threadsafe(self._settled.put_nowait, summary)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -259,7 +175,7 @@ class VoiceBridge:
         tasks = {
             asyncio.create_task(self._client_loop(), name=f"client:{name}"),
             asyncio.create_task(self._model_loop(), name=f"model:{name}"),
-            asyncio.create_task(self._settle_loop(), name=f"settle:{name}"),
+            asyncio.create_task(self.reports.run(), name=f"reports:{name}"),
             asyncio.create_task(self._stopped.wait(), name=f"stop:{name}"),
         }
         try:
@@ -269,7 +185,7 @@ class VoiceBridge:
                 task.cancel()
         for task in done:
             exc = None if task.cancelled() else task.exception()
-            if isinstance(exc, _Closing):
+            if isinstance(exc, Closing):
                 self._close(exc.outcome)
             elif exc is not None:
                 raise exc
@@ -282,10 +198,7 @@ class VoiceBridge:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.model.close(), 2.0)
         summary = self.trace.end(outcome.end_reason)
-        await asyncio.sleep(0)  # let settle notifications from end() reach the queue
-        await self._report_settled()
-        for handle in self._unsettled.values():
-            handle.cancel()
+        await self.reports.finish()
         # Shielded: a cancelled bridge must never leave a write (and SQLite) half done.
         try:
             await asyncio.shield(
@@ -321,12 +234,12 @@ class VoiceBridge:
             try:
                 message = await ws.receive()
             except (WebSocketDisconnect, RuntimeError):
-                raise _closing(EndReason.CLIENT_DISCONNECT) from None
+                raise closing(EndReason.CLIENT_DISCONNECT) from None
             if message["type"] == "websocket.disconnect":
-                raise _closing(EndReason.CLIENT_DISCONNECT)
+                raise closing(EndReason.CLIENT_DISCONNECT)
             if not self._frames.take():
                 limit = f"more than {settings.max_frames_per_s} frames per second"
-                raise _closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
+                raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
             data, text = message.get("bytes"), message.get("text")
             try:
                 if data is not None:
@@ -346,11 +259,11 @@ class VoiceBridge:
     async def _reject(self, exc: ProtocolError, size: int) -> None:
         settings = self._settings
         if size > 4 * settings.max_frame_bytes:
-            raise _closing(EndReason.PROTOCOL_ABUSE, CLOSE_TOO_BIG, "frame far over the size limit")
+            raise closing(EndReason.PROTOCOL_ABUSE, CLOSE_TOO_BIG, "frame far over the size limit")
         self._bad_frames += 1
         await self._send("error", code=exc.code, message=exc.message)
         if self._bad_frames > settings.max_bad_frames:
-            raise _closing(EndReason.PROTOCOL_ABUSE, CLOSE_POLICY, "too many invalid frames")
+            raise closing(EndReason.PROTOCOL_ABUSE, CLOSE_POLICY, "too many invalid frames")
 
     async def _on_audio(self, frame: bytes) -> None:
         check_audio_frame(frame, self._settings.max_frame_bytes)
@@ -359,7 +272,7 @@ class VoiceBridge:
         seconds = pcm16_duration_s(len(frame), INPUT_SAMPLE_RATE)
         if not self._audio.take(seconds):
             limit = f"audio faster than {self._settings.max_audio_speed:g}x real time"
-            raise _closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
+            raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
         self.trace.user_audio(seconds, is_voiced(frame))
         await self.model.send_audio(frame)
 
@@ -369,7 +282,7 @@ class VoiceBridge:
             case Playback(event=event, turn=turn, played_ms=played_ms):
                 trace.playback(turn, event, played_ms)
             case End():
-                raise _closing(EndReason.COMPLETED)
+                raise closing(EndReason.COMPLETED)
             case _ if self._paused:
                 message = "the session is paused; input is ignored"
                 await self._send("error", code="session_paused", message=message)
@@ -432,10 +345,10 @@ class VoiceBridge:
                     await self._send("interrupted", turn=turn)
                 case ev.GenerationComplete():
                     trace.generation_complete()
-                case ev.UsageSnapshot():
+                case UsageSnapshot():
                     trace.usage(event)
                 case ev.TurnComplete():
-                    self._turn_closed(trace.turn_complete())
+                    self.reports.turn_closed(trace.turn_complete())
                 case ev.GoAway(time_left_s=left):
                     trace.go_away(left)
                 case ev.ResumptionHandle(handle=handle):
@@ -446,44 +359,17 @@ class VoiceBridge:
                     trace.model_error(code, reason)
                     message = f"model session failed ({code}): {reason}"
                     await self._send("error", code="model_error", message=message)
-                    raise _closing(EndReason.MODEL_ERROR, CLOSE_INTERNAL, "model session failed")
+                    raise closing(EndReason.MODEL_ERROR, CLOSE_INTERNAL, "model session failed")
         if not self._stopped.is_set():
-            raise _closing(EndReason.MODEL_ERROR, CLOSE_INTERNAL, "model session closed")
+            raise closing(EndReason.MODEL_ERROR, CLOSE_INTERNAL, "model session closed")
 
     # -- settled turns → client, budget -----------------------------------------------------------
 
-    def _turn_closed(self, summary: TurnSummary | None) -> None:
-        """The server closed a turn. Its summary goes out when its usage is settled; if usage is
-        slow, after the usage wait with what is known (late usage still reaches the budget)."""
-        if summary is None or summary.number in self._reported:
-            return
-        wait_s = self._settings.usage_wait_s + 0.05
-        self._unsettled[summary.number] = self._loop.call_later(
-            wait_s, lambda: self._spawn(self._report_turn(summary))
-        )
-
-    async def _settle_loop(self) -> None:
-        while True:
-            summary = await self._settled.get()
-            await self._on_settled(summary)
-
-    async def _report_settled(self) -> None:
-        """At the end: summaries of turns settled by `end()` still reach the client."""
-        while not self._settled.empty():
-            await self._report_turn(self._settled.get_nowait())
-
-    async def _on_settled(self, summary: TurnSummary) -> None:
-        await self._report_turn(summary)
-        await self._apply_budget(self._budget.add_turn(summary))
-
-    async def _report_turn(self, summary: TurnSummary) -> None:
-        handle = self._unsettled.pop(summary.number, None)
-        if handle is not None:
-            handle.cancel()
-        if summary.number in self._reported:
-            return
-        self._reported.add(summary.number)
+    async def _send_turn_summary(self, summary: TurnSummary) -> None:
         await self._send("turn_complete", **summary.to_json())
+
+    async def _count_settled(self, summary: TurnSummary) -> None:
+        await self._apply_budget(self._budget.add_turn(summary))
 
     async def _apply_budget(self, check: BudgetCheck | None) -> None:
         if check is None:
@@ -511,7 +397,10 @@ class VoiceBridge:
         self.trace.tool_call(call.id, call.name, call.args, non_blocking=non_blocking)
         task = asyncio.create_task(self._run_tool(call), name=f"tool:{call.name}:{call.id}")
         self._tool_tasks[call.id] = task
-        task.add_done_callback(lambda _t, call_id=call.id: self._tool_tasks.pop(call_id, None))
+        task.add_done_callback(functools.partial(self._tool_done, call.id))
+
+    def _tool_done(self, call_id: str, _task: asyncio.Task[None]) -> None:
+        self._tool_tasks.pop(call_id, None)
 
     async def _run_tool(self, call: ev.FunctionCall) -> None:
         turn = self.trace.current_turn
@@ -533,8 +422,8 @@ class VoiceBridge:
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -18,9 +18,9 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 from urllib.parse import urlsplit
 
 import websockets
@@ -245,7 +245,10 @@ class GeminiLive:
             assert session is not None
             try:
                 # receive() yields one turn and stops after turnComplete: loop across turns.
-                async with contextlib.aclosing(session.receive()) as turn:
+                turn_messages = cast(
+                    "AsyncGenerator[types.LiveServerMessage, None]", session.receive()
+                )  # an async generator at run time; typed as an iterator by the SDK
+                async with contextlib.aclosing(turn_messages) as turn:
                     async for msg in turn:
                         failures = bad_messages = 0
                         for event in map_message(msg):
