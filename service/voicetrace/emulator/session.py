@@ -109,6 +109,11 @@ class LiveSession:
         await asyncio.sleep(time_left_s)
         await self.close(1000, "The session was closed after goAway.")
 
+    async def _go_away_at(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if not self.closed:
+            await self._go_away(self.scenario.go_away_time_left_s)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -186,6 +191,8 @@ class LiveSession:
         self.setup = setup
         self.vad = Endpointer(setup.silence_duration_ms, INPUT_RATE, self.scenario.vad_threshold)
         await self.send({"setupComplete": {}})
+        if self.scenario.go_away_at_s is not None:
+            self._spawn(self._go_away_at(self.scenario.go_away_at_s))
 
     def _credential(self) -> str:
         """The key or token of the upgrade request, wherever the client put it."""
@@ -355,6 +362,8 @@ class LiveSession:
         self.turn = turn
         self.generation = asyncio.get_running_loop().create_task(self._generate(turn))
         self.generation.add_done_callback(self._reap)
+        if turn.script.go_away_after_s is not None:
+            self._spawn(self._go_away_at(turn.script.go_away_after_s))
 
     def _kick(self) -> None:
         """Start a queued WHEN_IDLE result turn if the model is idle."""
@@ -382,7 +391,7 @@ class LiveSession:
                 if cancelled:
                     await self.send({"toolCallCancellation": {"ids": cancelled}})
                 await self.send({"serverContent": {"interrupted": True}})
-                await self._finish(turn)
+                await self._finish(turn, interrupted=True)
         finally:
             self._holding = False
 
@@ -392,6 +401,9 @@ class LiveSession:
         if script.close_code is not None:
             await self.close(script.close_code, script.close_reason)
             return
+        if self.scenario.resumption_busy_updates and self.setup.resumption:
+            # Gemini: while generating or calling tools the session cannot be resumed.
+            await self.send({"sessionResumptionUpdate": {"resumable": False}})
         if turn.spoken and self.setup.input_transcription:
             await self.send(
                 {
@@ -460,8 +472,9 @@ class LiveSession:
             await self.send({"serverContent": content})
             await asyncio.sleep(self.scenario.chunk_pause_s)
 
-    async def _finish(self, turn: Turn) -> None:
-        """`turnComplete` with the turn's usage, then the resumption handle and a due goAway."""
+    async def _finish(self, turn: Turn, *, interrupted: bool = False) -> None:
+        """`turnComplete` with the turn's usage (where the scenario says it goes), then the
+        resumption handle and a due goAway."""
         turn.finishing = True
         if turn.script.tool_use_prompt_tokens is not None and (turn.had_calls or turn.results):
             turn.usage.tool_use = turn.script.tool_use_prompt_tokens
@@ -471,7 +484,16 @@ class LiveSession:
         if self.setup is not None and self.setup.resumption:
             handle = f"emu-{secrets.token_urlsafe(12)}"
             self.state.resumptions[handle] = copy.deepcopy(self.conv)
-        await self.send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
+        delivery = turn.script.usage or self.scenario.usage
+        if interrupted and not self.scenario.usage_on_interrupted:
+            delivery = "none"
+        complete: dict[str, Any] = {"serverContent": {"turnComplete": True}}
+        if delivery == "with_turn_complete":
+            complete["usageMetadata"] = usage
+        await self.send(complete)
+        if delivery == "after_turn_complete":
+            # An independent server's shape: usage alone, right after the turnComplete message.
+            await self.send({"usageMetadata": usage})
         if handle is not None:
             await self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
         if turn.script.go_away:
