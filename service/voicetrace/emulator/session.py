@@ -61,6 +61,7 @@ class LiveSession:
         self._billed_samples = 0  # input samples already billed to a turn
         self._activity_samples: int | None = None  # manual activity: samples since activityStart
         self._pending_text = 0  # client_content without turnComplete, billed to the next turn
+        self._pending_user: list[str] = []  # user texts since the last model turn, not answered
         self._blocking: dict[str, str] = {}  # call id → name, awaited by the current turn
         self._blocking_done: asyncio.Event = asyncio.Event()
         self._groups: dict[str, ToolGroup] = {}  # non-blocking call id → its group
@@ -228,14 +229,18 @@ class LiveSession:
         if not isinstance(turns, list):
             raise CloseError(1007, "Invalid argument: client_content.turns must be a list.")
         await self._interrupt()  # new client content always stops the model
-        last_user = ""
         for turn in turns:
             texts = [str(pick(p, "text")) for p in pick(turn, "parts") or [] if has(p, "text")]
             self._pending_text += sum(text_tokens(t) for t in texts)
-            if (pick(turn, "role") or "user") == "user" and texts:
-                last_user = " ".join(texts)
+            if (pick(turn, "role") or "user") == "user":
+                self._pending_user.extend(texts)
+            else:  # a model turn of the history: what the user said before it is answered
+                self._pending_user.clear()
+        # As Gemini does, content without turnComplete only accumulates: frameworks (Pipecat,
+        # LiveKit) send the user's text with turn_complete=false, then a bare turn_complete=true.
         if pick(content, "turnComplete", False):
-            self._start_user_turn(last_user, spoken=False)
+            said, self._pending_user = " ".join(self._pending_user), []
+            self._start_user_turn(said, spoken=False)
 
     async def _realtime_input(self, realtime: dict[str, Any]) -> None:
         assert self.setup is not None and self.vad is not None
@@ -272,7 +277,8 @@ class LiveSession:
         if isinstance(text, str) and text:
             await self._interrupt()
             self._pending_text += text_tokens(text)
-            self._start_user_turn(text, spoken=False)
+            said, self._pending_user = " ".join([*self._pending_user, text]), []
+            self._start_user_turn(said, spoken=False)
 
     async def _audio(self, pcm: bytes) -> None:
         assert self.setup is not None and self.vad is not None
