@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import logging
 import secrets
@@ -50,7 +49,7 @@ class LiveSession:
         self.version = version
         self.constrained = method.endswith("Constrained")
         self.number = next(state.ids)
-        self.conv = Conversation()
+        self.conv = Conversation(id=self.number)
         self.setup: LiveSetup | None = None
         self.vad: Endpointer | None = None
         self.synth = SpeechSynth()
@@ -183,10 +182,10 @@ class LiveSession:
             raise CloseError(1008, "API key not valid. Please pass a valid API key.")
         setup = parse_setup(raw_setup, self.scenario.silence_duration_ms, self.version)
         if setup.resume_handle:
-            saved = self.state.resumptions.get(setup.resume_handle)
+            saved = self.state.resumptions.restore(setup.resume_handle)
             if saved is None:
                 raise CloseError(1008, "Invalid session resumption handle.")
-            self.conv = copy.deepcopy(saved)
+            self.conv = saved
         else:
             self.conv.context.text = setup.system_tokens + setup.tools_tokens
         self.setup = setup
@@ -488,8 +487,7 @@ class LiveSession:
         turn.usage.commit(self.conv.context)
         handle = None
         if self.setup is not None and self.setup.resumption:
-            handle = f"emu-{secrets.token_urlsafe(12)}"
-            self.state.resumptions[handle] = copy.deepcopy(self.conv)
+            handle = self.state.resumptions.save(self.conv)
         delivery = turn.script.usage or self.scenario.usage
         if interrupted and not self.scenario.usage_on_interrupted:
             delivery = "none"
