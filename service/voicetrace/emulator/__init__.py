@@ -6,7 +6,7 @@ export `emu.env()` (GOOGLE_GEMINI_BASE_URL, SSL_CERT_FILE, GEMINI_API_KEY) and a
 """
 
 from voicetrace.emulator.cli import run_emulator_cli, serve
-from voicetrace.emulator.scenario import Scenario, ScriptedTurn
+from voicetrace.emulator.scenario import Scenario, ScriptedTurn, UsageDelivery
 from voicetrace.emulator.server import Emulator
 from voicetrace.emulator.wire import WireEntry, WireLog
 
@@ -14,6 +14,7 @@ __all__ = [
     "Emulator",
     "Scenario",
     "ScriptedTurn",
+    "UsageDelivery",
     "WireEntry",
     "WireLog",
     "run_emulator_cli",

@@ -2,8 +2,13 @@
 
 The emulator cannot recognise speech, so a spoken turn's transcript is the next entry of
 `Scenario.user_says`. Per-turn knobs (thoughts, tool-use tokens, a forced error close, a goAway,
-a reply delay, a fixed reply) come either with that entry (`ScriptedTurn`) or, for any turn
-including typed ones, from `Scenario.turns[turn_number]`.
+a reply delay, a fixed reply, where usage goes) come either with that entry (`ScriptedTurn`) or,
+for any turn including typed ones, from `Scenario.turns[turn_number]`.
+
+Usage delivery (`UsageDelivery`): real Gemini Live puts `usageMetadata` in the `turnComplete`
+message, but an independent Live server may send it as its own message right after
+`turnComplete`, and interrupted turns often carry none at all. `Scenario.usage` (with a per-turn
+`ScriptedTurn.usage` override) and `Scenario.usage_on_interrupted` reproduce those servers.
 """
 
 from __future__ import annotations
@@ -12,9 +17,19 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 FALLBACK_SAYS = "(unintelligible)"
+
+UsageDelivery = Literal["with_turn_complete", "after_turn_complete", "none"]
+"""Where a turn's `usageMetadata` goes: inside the `turnComplete` message, in its own server
+message sent right after the `turnComplete` message, or nowhere."""
+USAGE_DELIVERIES: tuple[str, ...] = get_args(UsageDelivery)
+
+
+def _check_usage(value: object, where: str) -> None:
+    if value not in USAGE_DELIVERIES:
+        raise ValueError(f"{where} must be one of {list(USAGE_DELIVERIES)}, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +44,14 @@ class ScriptedTurn:
     close_reason: str = "Internal error encountered."
     go_away: bool = False  # send goAway after this turn, then close 1000
     reply_delay_s: float = 0.0  # think time before the first reply message
+    usage: UsageDelivery | None = None  # overrides `Scenario.usage` for this turn
+    go_away_after_s: float | None = None  # send goAway this long after the turn started
+
+    def __post_init__(self) -> None:
+        if self.usage is not None:
+            _check_usage(self.usage, "ScriptedTurn.usage")
+        if self.go_away_after_s is not None and self.go_away_after_s < 0:
+            raise ValueError("ScriptedTurn.go_away_after_s must be non-negative")
 
     def merged(self, other: ScriptedTurn | None) -> ScriptedTurn:
         """`other`'s explicitly set fields win over ours (`says` is kept)."""
@@ -50,6 +73,14 @@ class Scenario:
     Pacing: output audio goes out in `chunk_ms` chunks, `speed` times faster than real time
     (`realtime=True` paces at 1x). A reply lasts `ms_per_char` per character, capped at
     `max_reply_s`. `silence_duration_ms` applies when the setup does not set one.
+
+    Usage: `usage` says where every turn's `usageMetadata` goes (a turn's own `usage` wins);
+    `usage_on_interrupted=False` sends none for interrupted turns, whatever `usage` says.
+
+    Connection timing: `go_away_at_s` sends `goAway` that many seconds after `setupComplete`
+    (then closes 1000 after `go_away_time_left_s`), independent of turns.
+    `resumption_busy_updates=True` also sends `sessionResumptionUpdate{resumable: false}` (no
+    handle) when the model starts a turn, as Gemini does while it generates or calls tools.
     """
 
     user_says: Sequence[str | ScriptedTurn] = ()
@@ -64,8 +95,21 @@ class Scenario:
     vad_threshold: int = 1_000
     go_away_after_turn: int | None = None
     go_away_time_left_s: float = 1.0
+    go_away_at_s: float | None = None
+    usage: UsageDelivery = "with_turn_complete"
+    usage_on_interrupted: bool = True
+    resumption_busy_updates: bool = False
 
     def __post_init__(self) -> None:
+        _check_usage(self.usage, "Scenario.usage")
+        if not isinstance(self.usage_on_interrupted, bool):
+            raise ValueError("Scenario.usage_on_interrupted must be true or false")
+        if not isinstance(self.resumption_busy_updates, bool):
+            raise ValueError("Scenario.resumption_busy_updates must be true or false")
+        if self.go_away_at_s is not None and self.go_away_at_s < 0:
+            raise ValueError("Scenario.go_away_at_s must be non-negative")
+        if self.go_away_time_left_s < 0:
+            raise ValueError("Scenario.go_away_time_left_s must be non-negative")
         if self.chunk_ms <= 0 or self.speed <= 0 or self.ms_per_char < 0 or self.max_reply_s < 0:
             raise ValueError("chunk_ms and speed must be positive, durations non-negative")
         if self.silence_duration_ms <= 0:
@@ -125,4 +169,7 @@ def _turn(entry: Any) -> str | ScriptedTurn:
     unknown = set(entry) - known
     if unknown:
         raise ValueError(f"unknown scripted turn keys: {sorted(unknown)}; known: {sorted(known)}")
-    return ScriptedTurn(**entry)
+    try:
+        return ScriptedTurn(**entry)
+    except TypeError as exc:
+        raise ValueError(f"invalid scripted turn: {exc}") from exc

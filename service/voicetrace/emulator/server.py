@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from voicetrace.emulator.rest import RestApi
+from voicetrace.emulator.resumption import ResumptionStore
 from voicetrace.emulator.scenario import Scenario
 from voicetrace.emulator.session import LiveSession
 from voicetrace.emulator.state import EmulatorState
@@ -66,16 +67,25 @@ class Emulator:
         api_key: str = "emulator-key",
         *,
         clock: Callable[[], datetime] = utcnow,
+        wire: WireLog | None = None,
+        resumptions: ResumptionStore | None = None,
     ) -> None:
+        """`wire` and `resumptions` replace the default bounded stores (see their modules)."""
         if not api_key:
             raise ValueError("api_key must not be empty")
         self.scenario = scenario or Scenario()
         self.host = host
         self.port = port
         self.api_key = api_key
-        self.wire = WireLog()
+        self.wire = WireLog() if wire is None else wire  # an empty log is falsy
         self.tokens = TokenStore(clock)
-        self._state = EmulatorState(self.scenario, api_key, self.wire, self.tokens)
+        self._state = EmulatorState(
+            self.scenario,
+            api_key,
+            self.wire,
+            self.tokens,
+            ResumptionStore() if resumptions is None else resumptions,
+        )
         self._rest = RestApi(api_key, self.tokens)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._certs: CertFiles | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import logging
 import secrets
@@ -50,7 +49,7 @@ class LiveSession:
         self.version = version
         self.constrained = method.endswith("Constrained")
         self.number = next(state.ids)
-        self.conv = Conversation()
+        self.conv = Conversation(id=self.number)
         self.setup: LiveSetup | None = None
         self.vad: Endpointer | None = None
         self.synth = SpeechSynth()
@@ -61,6 +60,7 @@ class LiveSession:
         self._billed_samples = 0  # input samples already billed to a turn
         self._activity_samples: int | None = None  # manual activity: samples since activityStart
         self._pending_text = 0  # client_content without turnComplete, billed to the next turn
+        self._pending_user: list[str] = []  # user texts since the last model turn, not answered
         self._blocking: dict[str, str] = {}  # call id → name, awaited by the current turn
         self._blocking_done: asyncio.Event = asyncio.Event()
         self._groups: dict[str, ToolGroup] = {}  # non-blocking call id → its group
@@ -108,6 +108,11 @@ class LiveSession:
         await self.send({"goAway": {"timeLeft": duration_json(time_left_s)}})
         await asyncio.sleep(time_left_s)
         await self.close(1000, "The session was closed after goAway.")
+
+    async def _go_away_at(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if not self.closed:
+            await self._go_away(self.scenario.go_away_time_left_s)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -177,15 +182,17 @@ class LiveSession:
             raise CloseError(1008, "API key not valid. Please pass a valid API key.")
         setup = parse_setup(raw_setup, self.scenario.silence_duration_ms, self.version)
         if setup.resume_handle:
-            saved = self.state.resumptions.get(setup.resume_handle)
+            saved = self.state.resumptions.restore(setup.resume_handle)
             if saved is None:
                 raise CloseError(1008, "Invalid session resumption handle.")
-            self.conv = copy.deepcopy(saved)
+            self.conv = saved
         else:
             self.conv.context.text = setup.system_tokens + setup.tools_tokens
         self.setup = setup
         self.vad = Endpointer(setup.silence_duration_ms, INPUT_RATE, self.scenario.vad_threshold)
         await self.send({"setupComplete": {}})
+        if self.scenario.go_away_at_s is not None:
+            self._spawn(self._go_away_at(self.scenario.go_away_at_s))
 
     def _credential(self) -> str:
         """The key or token of the upgrade request, wherever the client put it."""
@@ -221,14 +228,18 @@ class LiveSession:
         if not isinstance(turns, list):
             raise CloseError(1007, "Invalid argument: client_content.turns must be a list.")
         await self._interrupt()  # new client content always stops the model
-        last_user = ""
         for turn in turns:
             texts = [str(pick(p, "text")) for p in pick(turn, "parts") or [] if has(p, "text")]
             self._pending_text += sum(text_tokens(t) for t in texts)
-            if (pick(turn, "role") or "user") == "user" and texts:
-                last_user = " ".join(texts)
+            if (pick(turn, "role") or "user") == "user":
+                self._pending_user.extend(texts)
+            else:  # a model turn of the history: what the user said before it is answered
+                self._pending_user.clear()
+        # As Gemini does, content without turnComplete only accumulates: frameworks (Pipecat,
+        # LiveKit) send the user's text with turn_complete=false, then a bare turn_complete=true.
         if pick(content, "turnComplete", False):
-            self._start_user_turn(last_user, spoken=False)
+            said, self._pending_user = " ".join(self._pending_user), []
+            self._start_user_turn(said, spoken=False)
 
     async def _realtime_input(self, realtime: dict[str, Any]) -> None:
         assert self.setup is not None and self.vad is not None
@@ -265,7 +276,8 @@ class LiveSession:
         if isinstance(text, str) and text:
             await self._interrupt()
             self._pending_text += text_tokens(text)
-            self._start_user_turn(text, spoken=False)
+            said, self._pending_user = " ".join([*self._pending_user, text]), []
+            self._start_user_turn(said, spoken=False)
 
     async def _audio(self, pcm: bytes) -> None:
         assert self.setup is not None and self.vad is not None
@@ -355,6 +367,8 @@ class LiveSession:
         self.turn = turn
         self.generation = asyncio.get_running_loop().create_task(self._generate(turn))
         self.generation.add_done_callback(self._reap)
+        if turn.script.go_away_after_s is not None:
+            self._spawn(self._go_away_at(turn.script.go_away_after_s))
 
     def _kick(self) -> None:
         """Start a queued WHEN_IDLE result turn if the model is idle."""
@@ -382,7 +396,7 @@ class LiveSession:
                 if cancelled:
                     await self.send({"toolCallCancellation": {"ids": cancelled}})
                 await self.send({"serverContent": {"interrupted": True}})
-                await self._finish(turn)
+                await self._finish(turn, interrupted=True)
         finally:
             self._holding = False
 
@@ -392,6 +406,9 @@ class LiveSession:
         if script.close_code is not None:
             await self.close(script.close_code, script.close_reason)
             return
+        if self.scenario.resumption_busy_updates and self.setup.resumption:
+            # Gemini: while generating or calling tools the session cannot be resumed.
+            await self.send({"sessionResumptionUpdate": {"resumable": False}})
         if turn.spoken and self.setup.input_transcription:
             await self.send(
                 {
@@ -460,8 +477,9 @@ class LiveSession:
             await self.send({"serverContent": content})
             await asyncio.sleep(self.scenario.chunk_pause_s)
 
-    async def _finish(self, turn: Turn) -> None:
-        """`turnComplete` with the turn's usage, then the resumption handle and a due goAway."""
+    async def _finish(self, turn: Turn, *, interrupted: bool = False) -> None:
+        """`turnComplete` with the turn's usage (where the scenario says it goes), then the
+        resumption handle and a due goAway."""
         turn.finishing = True
         if turn.script.tool_use_prompt_tokens is not None and (turn.had_calls or turn.results):
             turn.usage.tool_use = turn.script.tool_use_prompt_tokens
@@ -469,9 +487,17 @@ class LiveSession:
         turn.usage.commit(self.conv.context)
         handle = None
         if self.setup is not None and self.setup.resumption:
-            handle = f"emu-{secrets.token_urlsafe(12)}"
-            self.state.resumptions[handle] = copy.deepcopy(self.conv)
-        await self.send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
+            handle = self.state.resumptions.save(self.conv)
+        delivery = turn.script.usage or self.scenario.usage
+        if interrupted and not self.scenario.usage_on_interrupted:
+            delivery = "none"
+        complete: dict[str, Any] = {"serverContent": {"turnComplete": True}}
+        if delivery == "with_turn_complete":
+            complete["usageMetadata"] = usage
+        await self.send(complete)
+        if delivery == "after_turn_complete":
+            # An independent server's shape: usage alone, right after the turnComplete message.
+            await self.send({"usageMetadata": usage})
         if handle is not None:
             await self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
         if turn.script.go_away:

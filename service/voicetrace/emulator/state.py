@@ -1,4 +1,4 @@
-"""State shared by the Live connections of one emulator, and what one conversation keeps."""
+"""State shared by the Live connections of one emulator, and what one turn keeps."""
 
 from __future__ import annotations
 
@@ -6,22 +6,16 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from voicetrace.emulator.resumption import Conversation, ResumptionStore
 from voicetrace.emulator.scenario import Scenario, ScriptedTurn
 from voicetrace.emulator.tokens import TokenStore
-from voicetrace.emulator.usage import Context, TurnUsage
+from voicetrace.emulator.usage import TurnUsage
 from voicetrace.emulator.wire import WireLog
+
+__all__ = ["Conversation", "EmulatorState", "ToolGroup", "Turn"]
 
 if TYPE_CHECKING:
     from voicetrace.emulator.session import LiveSession
-
-
-@dataclass
-class Conversation:
-    """What survives a reconnect with a resumption handle."""
-
-    context: Context = field(default_factory=Context)
-    turns: int = 0
-    spoken: int = 0  # how many `Scenario.user_says` entries were consumed
 
 
 @dataclass
@@ -32,7 +26,7 @@ class EmulatorState:
     api_key: str
     wire: WireLog
     tokens: TokenStore
-    resumptions: dict[str, Conversation] = field(default_factory=dict)
+    resumptions: ResumptionStore = field(default_factory=ResumptionStore)
     sessions: set[LiveSession] = field(default_factory=set)
     connections: int = 0
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))

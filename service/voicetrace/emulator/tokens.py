@@ -25,6 +25,8 @@ from voicetrace.emulator.protocol import CloseError, camel, pick, snake
 DEFAULT_TTL = timedelta(minutes=30)
 DEFAULT_NEW_SESSION_TTL = timedelta(seconds=60)
 PREFIX = "auth_tokens/"
+MAX_TOKENS = 10_000  # tokens kept at most; the oldest go first
+EXPIRED_KEPT = timedelta(hours=1)  # how long an expired token is still recognised
 
 Clock = Callable[[], datetime]
 
@@ -86,7 +88,19 @@ class TokenStore:
             field_mask=mask,
         )
         self._tokens[token.name] = token
+        self._prune(now)
         return token
+
+    def _prune(self, now: datetime) -> None:
+        """Forget tokens expired for a while (a just-expired one still gets its clear "expired"
+        refusal), then the oldest beyond `MAX_TOKENS` (bounded memory)."""
+        for name in [n for n, t in self._tokens.items() if now >= t.expire_time + EXPIRED_KEPT]:
+            del self._tokens[name]
+        while len(self._tokens) > MAX_TOKENS:
+            del self._tokens[next(iter(self._tokens))]
+
+    def __len__(self) -> int:
+        return len(self._tokens)
 
     def authorize(self, name: str, *, resuming: bool) -> EphemeralToken:
         """Check a token for a connection and spend a use (resumption is free)."""
