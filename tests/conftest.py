@@ -85,6 +85,16 @@ class RunningService:
 
 StartService = Callable[..., Any]
 
+# Folders whose tests run the whole product end to end (real servers, subprocesses, browsers).
+E2E_FOLDERS = frozenset({"service", "browser", "ops", "reliability"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts[0]
+        if folder in E2E_FOLDERS:
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture
 async def start_service(

@@ -16,6 +16,9 @@ Turn rules (Gemini Live with server-side VAD only, no local VAD model needed):
   `turn_complete`, which returns its summary (so numbering stays right);
 - `turn_complete` finishes the turn; its spans go out when its usage is there, or after
   `usage_wait_s` (usage that comes later still lands on the turn's generation).
+
+Long because: it is the public API, one small fail-open method per voice event; the state
+machine (`turnbook`), emission (`outbox`) and span building (`writer`) live elsewhere.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ Turn summaries reach the client, the budget and the store when the telemetry say
 is *settled* (on time or late), so all three see the numbers on the turn's `chat` span.
 Whatever ends the session, the first `Outcome` recorded wins and `_finish` ends the trace, the
 stored session and the socket, in that order.
+
+Long because: the two loops of one connection share its state (pause, rate limits, the
+speaking turn, the outcome); split further, each half would reach into the other.
 """
 
 from __future__ import annotations

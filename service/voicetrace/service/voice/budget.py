@@ -39,7 +39,7 @@ class BudgetCheck:
     def to_json(self) -> dict[str, Any]:
         return {
             "metric": self.metric.value,
-            "used": round(float(self.used), 6),
+            "used": float(self.used),
             "limit": float(self.limit),
             "ratio": round(float(self.ratio), 4),
         }

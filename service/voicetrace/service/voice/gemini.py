@@ -9,6 +9,9 @@ a `ModelError` carrying the WebSocket close code — no SDK exception ever escap
 
 The same code talks to real Gemini and to the local emulator: a plain `genai.Client()` reads
 `GEMINI_API_KEY`, `GOOGLE_GEMINI_BASE_URL` and `SSL_CERT_FILE` from the environment.
+
+Long because: receiving, reconnecting and sending share one piece of state — the live session
+that a reconnect replaces under the senders — and belong in one class.
 """
 
 from __future__ import annotations
@@ -45,6 +48,15 @@ _DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 _BAD_MESSAGES_TOLERATED = 3
 _MAX_UNCONFIRMED = 8  # text turns kept for replay after a reconnect
 _BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def realtime_audio_json(pcm16_16k: bytes) -> str:
+    """Exactly what `send_realtime_input(audio=…)` sends (URL-safe base64, snake_case mime type;
+    pinned by tests/voice/test_sdk_seams.py), without its per-chunk pydantic work."""
+    b64 = base64.urlsafe_b64encode(pcm16_16k).decode("ascii")
+    return (
+        '{"realtime_input": {"audio": {"data": "' + b64 + '", "mime_type": "' + _INPUT_MIME + '"}}}'
+    )
 
 
 class GeminiClients:
@@ -380,13 +392,8 @@ class GeminiLive:
             raise ValueError("audio must be PCM16 bytes (an even number of bytes)")
         send = self._fast_audio
         if send is not None and self._ready.is_set():
-            # Exactly what the SDK would send (URL-safe base64, snake_case mime_type).
-            b64 = base64.urlsafe_b64encode(pcm16_16k).decode("ascii")
             try:
-                await send(
-                    '{"realtime_input": {"audio": {"data": "' + b64
-                    + '", "mime_type": "' + _INPUT_MIME + '"}}}'
-                )  # fmt: skip
+                await send(realtime_audio_json(pcm16_16k))
                 return
             except websockets.ConnectionClosed:
                 pass  # fall through to the waiting path
