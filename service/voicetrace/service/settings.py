@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_bad_frames: int = 20
     max_audio_speed: float = 2.0  # sustained audio seconds per wall-clock second
     audio_burst_s: float = 30.0  # audio that may arrive at once (a client catching up)
+    # Typed input is billed as prompt tokens (about 4 characters each): a sustained rate, with a
+    # burst of a quarter of it. Over the limit, the text is refused with `error{rate_limited}`.
+    max_text_tokens_per_minute: int = Field(default=12_000, ge=1, le=10_000_000)
 
     # Telemetry (export targets come from OTEL_* / LANGFUSE_* env vars)
     agent_name: str = "voicetrace"

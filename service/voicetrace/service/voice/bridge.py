@@ -30,7 +30,7 @@ from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
 from voicetrace.service.voice.budget import BudgetCheck, BudgetTracker
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.hub import BUDGET_EXHAUSTED
-from voicetrace.service.voice.limits import TokenBucket
+from voicetrace.service.voice.limits import TokenBucket, estimated_text_tokens
 from voicetrace.service.voice.live_model import LiveModel
 from voicetrace.service.voice.outcome import (
     CLOSE_INTERNAL,
@@ -89,6 +89,8 @@ class VoiceBridge:
         # Audio may arrive faster than real time (buffered after a network hiccup), not forever:
         # every second of it is billed by Gemini.
         self._audio = TokenBucket(settings.max_audio_speed, settings.audio_burst_s)
+        per_minute = settings.max_text_tokens_per_minute
+        self._text_tokens = TokenBucket(per_minute / 60.0, per_minute / 4.0)
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._speaking_turn: int | None = None
@@ -135,6 +137,8 @@ class VoiceBridge:
                     input_sample_rate=INPUT_SAMPLE_RATE,
                     output_sample_rate=OUTPUT_SAMPLE_RATE,
                 )
+                if self._budget.exhausted is not None:  # a limit of 0 allows nothing
+                    await self._apply_budget(self._budget.exhausted)
                 await self._pump()
         except Exception:
             log.exception("voice bridge failed", extra={"session_id": self.session_id})
@@ -290,6 +294,14 @@ class VoiceBridge:
                 message = "the session is paused; input is ignored"
                 await self._send("error", code="session_paused", message=message)
             case TextInput(text=text):
+                tokens = estimated_text_tokens(text)
+                if not self._text_tokens.take(tokens):
+                    limit = self._settings.max_text_tokens_per_minute
+                    raise ProtocolError(
+                        "rate_limited",
+                        f"typed input over {limit} tokens per minute (~4 characters per token); "
+                        "this text was not sent",
+                    )
                 trace.user_text(text)
                 await model.send_text(text)
             case AudioEnd():

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import time
+
+CHARS_PER_TOKEN = 4  # Gemini's documented rule of thumb for text
+
+
+def estimated_text_tokens(text: str) -> int:
+    """Prompt tokens a typed text will cost, estimated before it is sent."""
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
 class TokenBucket:
