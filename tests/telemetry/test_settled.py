@@ -1,0 +1,102 @@
+"""`on_turn_settled`: once per turn, when its usage is final, with the `chat` span's numbers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+from voicetrace.telemetry import TurnSummary, UsageSnapshot
+from voicetrace.telemetry import keys as k
+
+from tests.telemetry.conftest import Traced, session_info
+
+USAGE = UsageSnapshot(prompt=100, response=40, total=140)
+
+
+class Settled:
+    def __init__(self) -> None:
+        self.turns: list[TurnSummary] = []
+        self.threads: list[str] = []
+        self.done = threading.Event()
+
+    def __call__(self, summary: TurnSummary) -> None:
+        self.turns.append(summary)
+        self.threads.append(threading.current_thread().name)
+        self.done.set()
+
+
+def _turn(trace, usage: UsageSnapshot | None = None) -> TurnSummary | None:
+    trace.user_text("hello")
+    trace.model_audio(4_800)
+    if usage is not None:
+        trace.usage(usage)
+    return trace.turn_complete()
+
+
+def test_usage_before_turn_complete_settles_the_turn_at_once(traced: Traced) -> None:
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    _turn(trace, USAGE)
+    assert [t.number for t in settled.turns] == [1]
+    (summary,) = settled.turns
+    chat = traced.one("chat").attributes
+    assert summary.usage_received and summary.input_tokens == chat[k.USAGE_INPUT_TOKENS] == 100
+    assert summary.cost_usd == Decimal(chat[k.COST_USD_DECIMAL])
+    trace.end()
+    assert len(settled.turns) == 1  # never twice
+
+
+def test_usage_after_turn_complete_settles_the_turn_with_that_usage(traced: Traced) -> None:
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    provisional = _turn(trace)
+    assert provisional is not None and not provisional.usage_received
+    assert settled.turns == []  # not settled: usage may still come
+    trace.usage(USAGE)
+    (summary,) = settled.turns
+    assert summary.usage_received and summary.input_tokens == 100 and summary.cost_usd
+    trace.end()
+    assert len(settled.turns) == 1
+
+
+def test_a_turn_whose_usage_never_comes_is_settled_at_the_end_without_usage(
+    traced: Traced,
+) -> None:
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    _turn(trace)
+    time.sleep(0.3)  # past usage_wait_s: the turn span goes out, the generation still waits
+    assert settled.turns == []
+    summary = trace.end()
+    (turn,) = settled.turns
+    assert not turn.usage_received and turn.cost_usd is None
+    assert summary is not None and summary.input_tokens == 0
+
+
+def test_a_failing_callback_is_counted_and_never_raises(traced: Traced) -> None:
+    def broken(_summary: TurnSummary) -> None:
+        raise RuntimeError("app bug")
+
+    trace = traced.tel.start_session(session_info(), on_turn_settled=broken)
+    assert _turn(trace, USAGE) is not None
+    assert trace.end() is not None
+    assert traced.tel.health()["tracer_errors"] >= 1
+
+
+def test_turns_beyond_the_deferred_window_are_settled_without_usage_oldest_first(
+    traced: Traced,
+) -> None:
+    """A session whose server never reports usage must not hold every turn open: beyond the
+    outbox's window of deferred generations the oldest turns settle (without usage)."""
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    for _ in range(6):  # more finished turns without usage than the outbox defers
+        _turn(trace)
+        time.sleep(0.25)  # past usage_wait_s each time
+    _turn(trace)
+    assert settled.done.wait(2.0)
+    assert [t.number for t in settled.turns][:2] == [1, 2]
+    assert not any(t.usage_received for t in settled.turns)
+    trace.end()
+    assert sorted(t.number for t in settled.turns) == [1, 2, 3, 4, 5, 6]
