@@ -99,4 +99,4 @@ def test_turns_beyond_the_deferred_window_are_settled_without_usage_oldest_first
     assert [t.number for t in settled.turns][:2] == [1, 2]
     assert not any(t.usage_received for t in settled.turns)
     trace.end()
-    assert sorted(t.number for t in settled.turns) == [1, 2, 3, 4, 5, 6]
+    assert sorted(t.number for t in settled.turns) == [1, 2, 3, 4, 5, 6, 7]
