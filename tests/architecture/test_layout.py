@@ -143,4 +143,5 @@ def test_only_the_gemini_adapter_imports_google_genai() -> None:
     assert users <= {
         "voicetrace.service.voice.gemini",
         "voicetrace.service.voice.gemini_events",
+        "voicetrace.service.voice.gemini_frames",
     }, users

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -39,6 +40,7 @@ from voicetrace.service.voice.gemini_events import (
     is_retryable,
     map_message,
 )
+from voicetrace.service.voice.gemini_frames import decode_frame
 from voicetrace.service.voice.live_model import LiveModelConfig, LiveModelError, ModelConnectError
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ class GeminiLive:
         self._handle: str | None = None
         self._go_away = False
         self._fast_audio: Callable[[str], Awaitable[None]] | None = None
+        self._raw_recv: Callable[[], Awaitable[bytes | str]] | None = None
         # Text turns written since the last resumption handle, with the session they went to:
         # a socket can die with them unread, and the handle's state does not include them.
         self._unconfirmed: list[tuple[AsyncSession, types.Content]] = []
@@ -206,10 +209,17 @@ class GeminiLive:
         self._fast_audio = (
             ws.send if ws is not None and callable(getattr(ws, "send", None)) else None
         )
+        # And 25 audio chunks/s the other way: read raw frames (see `gemini_frames`).
+        recv = getattr(ws, "recv", None)
+        vertex = self._client is not None and self._client.vertexai
+        self._raw_recv = (
+            functools.partial(recv, decode=False) if callable(recv) and not vertex else None
+        )
 
     async def _drop_session(self) -> None:
         cm, self._session_cm = self._session_cm, None
         self._fast_audio = None
+        self._raw_recv = None
         if cm is not None:
             # A dead peer must not hold us up: websockets would wait for the close handshake.
             with contextlib.suppress(Exception):
@@ -256,22 +266,16 @@ class GeminiLive:
             session = self._session
             assert session is not None
             try:
-                # receive() yields one turn and stops after turnComplete: loop across turns.
-                turn_messages = cast(
-                    "AsyncGenerator[types.LiveServerMessage, None]", session.receive()
-                )  # an async generator at run time; typed as an iterator by the SDK
-                async with contextlib.aclosing(turn_messages) as turn:
-                    async for msg in turn:
-                        failures = bad_messages = 0
-                        for event in map_message(msg):
-                            if isinstance(event, ev.GoAway):
-                                self._go_away = True
-                            elif isinstance(event, ev.ResumptionHandle) and event.resumable:
-                                self._handle = event.handle
-                                self._unconfirmed.clear()
-                            elif isinstance(event, ev.TurnComplete) and not self.config.resumption:
-                                self._unconfirmed.clear()
-                            yield event
+                async for event in self._session_events(session):
+                    failures = bad_messages = 0
+                    if isinstance(event, ev.GoAway):
+                        self._go_away = True
+                    elif isinstance(event, ev.ResumptionHandle) and event.resumable:
+                        self._handle = event.handle
+                        self._unconfirmed.clear()
+                    elif isinstance(event, ev.TurnComplete) and not self.config.resumption:
+                        self._unconfirmed.clear()
+                    yield event
                 continue
             except (errors.APIError, websockets.ConnectionClosed, OSError) as exc:
                 lost = exc
@@ -300,6 +304,25 @@ class GeminiLive:
             if outcome is not None:
                 failures += 1
                 yield outcome
+
+    async def _session_events(self, session: AsyncSession) -> AsyncIterator[ev.ModelEvent]:
+        """The events of one connection until its socket fails (raises what the socket or the
+        SDK raised). Raw frames are decoded by `gemini_frames` (fast path for audio); where the
+        pinned seam is missing (another SDK, Vertex AI) the SDK's own `receive()` is used."""
+        recv = self._raw_recv
+        if recv is not None:
+            while True:
+                for event in decode_frame(await recv()):
+                    yield event
+        while True:
+            # receive() yields one turn and stops after turnComplete: loop across turns.
+            turn_messages = cast(
+                "AsyncGenerator[types.LiveServerMessage, None]", session.receive()
+            )  # an async generator at run time; typed as an iterator by the SDK
+            async with contextlib.aclosing(turn_messages) as turn:
+                async for msg in turn:
+                    for event in map_message(msg):
+                        yield event
 
     async def _reconnect(
         self, lost: AsyncSession, failures: int

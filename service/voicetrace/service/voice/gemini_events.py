@@ -24,7 +24,7 @@ _MODALITIES = frozenset({"TEXT", "AUDIO", "IMAGE", "VIDEO", "DOCUMENT"})
 
 
 @lru_cache(maxsize=32)
-def _sample_rate(mime_type: str | None) -> int:
+def sample_rate(mime_type: str | None) -> int:
     """`audio/pcm;rate=24000` → 24000 (the Live default when the rate is missing)."""
     for part in (mime_type or "").split(";"):
         key, _, value = part.strip().partition("=")
@@ -84,7 +84,7 @@ def map_message(msg: types.LiveServerMessage) -> Iterator[ev.ModelEvent]:
             for part in content.model_turn.parts or ():
                 blob = part.inline_data
                 if blob is not None and blob.data:
-                    yield ev.AudioOut(blob.data, _sample_rate(blob.mime_type))
+                    yield ev.AudioOut(blob.data, sample_rate(blob.mime_type))
                 elif part.text:
                     yield ev.TextOut(part.text, thought=bool(part.thought))
     if msg.tool_call is not None and msg.tool_call.function_calls:
