@@ -20,6 +20,7 @@ from voicetrace.service.settings import Settings
 from voicetrace.service.voice.bridge import BridgeDeps
 from voicetrace.service.voice.hub import VoiceHub
 from voicetrace.service.voice.tools import ToolRegistry
+from voicetrace.service.web import routes as web
 from voicetrace.telemetry import PriceTable, VoiceTelemetry
 from voicetrace.telemetry.setup import configure_telemetry
 
@@ -80,4 +81,5 @@ def create_app(
     app.include_router(live_sessions.router)
     app.include_router(voice.router)
     app.include_router(health.router)
+    app.include_router(web.router)  # the browser client at /app
     return app
