@@ -165,15 +165,15 @@ const ui = {
         onTranscript(msg);
         break;
       case "tool_call":
-        note(`🔧 ${msg.name}(${JSON.stringify(msg.args)})`);
+        note(`tool call ${msg.name}(${JSON.stringify(msg.args)})`);
         break;
       case "tool_result":
-        note(`🔧 ${msg.name} ${msg.ok ? "ok" : `failed: ${msg.error}`} in ${ms(msg.duration_ms)} ms`,
+        note(`tool ${msg.name} ${msg.ok ? "ok" : `failed: ${msg.error}`} in ${ms(msg.duration_ms)} ms`,
           msg.ok ? "" : "bad");
         break;
       case "interrupted":
         settle(msg.turn, true);
-        note(`✋ turn ${msg.turn} interrupted`);
+        note(`turn ${msg.turn} interrupted (barge-in)`);
         break;
       case "turn_complete":
         settle(msg.number, msg.interrupted);

@@ -20,13 +20,17 @@ export class ProxiedCall {
     this.muted = false;
     this.session = null;
     this.framesSent = 0;
+    this.marks = []; // playback marks sent, in order
   }
 
   /** Start a session. Call from a click handler: the AudioContext needs a user gesture. */
   async start({ consent = false, mode = "browser" } = {}) {
     this.context = new AudioContext({ latencyHint: "interactive" });
     await this.context.resume();
-    this.player = new Player(this.context, (mark) => this.send({ type: "playback", ...mark }));
+    this.player = new Player(this.context, (mark) => {
+      this.marks.push(mark);
+      this.send({ type: "playback", ...mark });
+    });
     this.ui.state("creating session…");
     this.session = await this.api.createSession({ mode, recording_consent: consent });
     this.ui.state("connecting…");
