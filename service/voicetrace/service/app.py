@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from voicetrace.service.api import health, live_sessions, voice
+from voicetrace.service.api import health, live_direct, live_sessions, voice
 from voicetrace.service.api.errors import register_error_handlers
 from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.store import SessionStore
@@ -63,9 +63,15 @@ def create_app(
             tools=tools if tools is not None else ToolRegistry(timeout_s=settings.tool_timeout_s),
             hub=hub,
         )
+        direct = live_direct.DirectSessions(
+            settings, store, tel, app.state.bridge_deps.tools, settings.direct_orphan_timeout_s
+        )
+        app.state.direct_sessions = direct
+        direct.start()
         try:
             yield
         finally:
+            await direct.close("server_shutdown")
             await hub.drain("server_shutdown", settings.shutdown_grace_s)
             if owns_telemetry:
                 await asyncio.to_thread(tel.shutdown, settings.flush_timeout_s)
@@ -80,6 +86,7 @@ def create_app(
     register_error_handlers(app)
     app.include_router(live_sessions.router)
     app.include_router(voice.router)
+    app.include_router(live_direct.router)
     app.include_router(health.router)
     app.include_router(web.router)  # the browser client at /app
     return app
