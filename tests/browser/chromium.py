@@ -41,7 +41,9 @@ class CdpError(RuntimeError):
     pass
 
 
-def chromium_args(user_data_dir: Path, fake_audio: Path | None) -> list[str]:
+def chromium_args(
+    user_data_dir: Path, fake_audio: Path | None, extra: tuple[str, ...] = ()
+) -> list[str]:
     args = [
         "--headless",
         "--no-sandbox",
@@ -63,7 +65,7 @@ def chromium_args(user_data_dir: Path, fake_audio: Path | None) -> list[str]:
             "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={fake_audio}",
         ]
-    return [*args, "about:blank"]
+    return [*args, *extra, "about:blank"]
 
 
 @dataclass
@@ -190,9 +192,12 @@ def _read_port(path: Path) -> int | None:
 class Chromium:
     """`async with Chromium(exe, fake_audio=wav) as page:` — a fresh browser, one page."""
 
-    def __init__(self, executable: Path, *, fake_audio: Path | None = None) -> None:
+    def __init__(
+        self, executable: Path, *, fake_audio: Path | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.executable = executable
         self.fake_audio = fake_audio
+        self.extra_args = extra_args
         self.process: asyncio.subprocess.Process | None = None
         self.page: Page | None = None
         self._profile = tempfile.TemporaryDirectory(prefix="voicetrace-chromium-")
@@ -204,7 +209,7 @@ class Chromium:
         try:
             self.process = await asyncio.create_subprocess_exec(
                 str(self.executable),
-                *chromium_args(profile, self.fake_audio),
+                *chromium_args(profile, self.fake_audio, self.extra_args),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: we stop all of it, only it

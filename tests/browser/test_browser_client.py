@@ -20,9 +20,20 @@ from voicetrace.service.voice.audio import silence, speech_like
 from voicetrace.telemetry import keys
 
 from tests.browser.chromium import Chromium, Page, find_chromium
-from tests.service.otlp_helpers import assert_trace_contract, events, exporting_telemetry
+from tests.service.otlp_helpers import (
+    assert_trace_contract,
+    events,
+    expected_usage,
+    exporting_telemetry,
+    wire_usage_by_turn,
+)
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.timeout(180),
+    # google-genai flags its ephemeral-token API (direct mode) as experimental.
+    pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning"),
+]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 SAYS = ["Tell me about the old town.", "Find a coffee place nearby."]
@@ -213,3 +224,65 @@ async def test_barge_in_stops_playback_and_reports_what_was_heard(
         # (Telemetry finding, reported: heard_source is `estimate` for browser clients.)
         chat = tree.chats[1].attributes
         assert chat["voice.audio.heard_ms"] <= chat["voice.audio.output_ms"]
+
+
+async def test_direct_mode_talks_to_gemini_live_and_the_trace_comes_from_the_page_alone(
+    start_service, chromium: Path, tmp_path: Path
+):
+    with exporting_telemetry() as exported:
+        svc = await start_service(scenario=Scenario(user_says=SAYS), telemetry=exported.telemetry)
+        wav = write_microphone_wav(tmp_path / "microphone.wav")
+        # The emulator's TLS certificate comes from a throwaway CA this browser does not know.
+        trust = ("--ignore-certificate-errors",)
+        async with Chromium(chromium, fake_audio=wav, extra_args=trust) as page:
+            await page.navigate(f"{svc.base_url}/app#token={svc.token('carol')}")
+            await page.wait_for("!document.querySelector('#call').hidden")
+            await page.evaluate(
+                "document.querySelector('input[name=mode][value=direct]').click()",
+                user_gesture=True,
+            )
+            await page.evaluate("document.querySelector('#start').click()", user_gesture=True)
+            await page.wait_for("document.querySelector('#status').textContent.includes('direct')")
+            await page.wait_for(
+                "document.querySelectorAll('#turns tbody tr').length >= 2", timeout=40
+            )
+            session_id = await page.evaluate("voicetrace.call.session.id")
+            users = await text_of(page, '.line[data-role="user"] .text')
+            models = await text_of(page, '.line[data-role="model"] .text')
+            notes = await text_of(page, "#transcript .event")
+            assert [u.strip() for u in users] == SAYS
+            assert len(models) == 2 and all(m.strip() for m in models)
+            assert any(n.startswith("tool call search_nearby(") for n in notes), notes
+            assert any(n.startswith("tool search_nearby ok") for n in notes), notes
+
+            await page.evaluate("document.querySelector('#end').click()", user_gesture=True)
+            await page.wait_for("document.querySelector('#status').textContent === 'ended'")
+            await page.wait_for(
+                f"document.querySelector('#sessions tr[data-session=\"{session_id}\"]')"
+                "?.cells[1].textContent === 'ENDED'"
+            )
+            ended = await page.evaluate("voicetrace.messages.find(m => m.type === 'session_ended')")
+            await save_screenshot(page, tmp_path, "browser-direct.png")
+            assert not page.errors, page.errors
+
+        # The service never saw the audio: the conversation ran between the page and the
+        # emulator, and the trace was assembled from the page's events alone.
+        # The only Live connection is the page's: its setup names the model and nothing else
+        # (the token locks the rest), unlike the full setup the service's bridge sends.
+        setups = [e.message["setup"] for e in svc.emulator.wire.select("in", key="setup")]
+        assert setups == [{"model": f"models/{svc.settings.model}"}]
+        assert svc.emulator.wire.select("in", key="realtimeInput")  # the audio went there
+        spans = exported.spans(session_id)
+        tree = assert_trace_contract(
+            spans, session_id=session_id, user_id="carol", model=svc.settings.model
+        )
+        root = tree.root.attributes
+        assert "direct" in root["langfuse.trace.tags"]
+        assert len(tree.turns) == 2 and set(tree.chats) == {1, 2}
+        assert [t.name for t in tree.tools[2]] == ["execute_tool search_nearby"]
+        assert root["voice.session.audio_in_s"] >= 2.2
+        for number, meta in enumerate(wire_usage_by_turn(svc.emulator), start=1):
+            usage = json.loads(tree.chats[number].attributes["langfuse.observation.usage_details"])
+            assert usage == expected_usage(meta), number
+        assert ended["summary"]["turns"] == 2
+        assert ended["summary"]["cost_usd"] == root["voice.session.cost_usd"] > 0

@@ -37,7 +37,7 @@ from voicetrace.service.sessions.schemas import SessionCreate
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
-from voicetrace.service.voice.events import ModalityCount, Usage
+from voicetrace.service.voice.events import FunctionCall, ModalityCount, Usage
 from voicetrace.service.voice.model import function_declaration
 from voicetrace.service.voice.tools import ToolRegistry
 from voicetrace.service.voice.usage import usage_snapshot
@@ -216,6 +216,24 @@ class EndRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sessionId: Name
     reason: Literal["completed", "client_disconnect", "model_error"] = "completed"
+
+
+class ToolCallRequest(BaseModel):
+    """A function call Gemini asked the direct client for; the service's tools run it."""
+
+    model_config = ConfigDict(extra="forbid")
+    sessionId: Name
+    call_id: Name
+    name: Name
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCallResponse(BaseModel):
+    response: dict[str, Any] = Field(description="What to send Gemini as the function response.")
+    scheduling: str | None = Field(default=None, description="For NON_BLOCKING tools.")
+    ok: bool
+    error: str | None = None
+    duration_ms: float
 
 
 class TokenResponse(BaseModel):
@@ -522,6 +540,28 @@ async def post_events(body: EventBatch, user: CurrentUser, request: Request) -> 
         skew = 0 if body.sent_at_ms is None else received_ns - int(body.sent_at_ms * 1e6)
         s.accept(body.events, skew)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/tools/call",
+    response_model=ToolCallResponse,
+    summary="Run one of the service's tools for a direct session",
+    description="The browser relays Gemini's function call here and sends the `response` back "
+    "to Gemini itself. Not traced here: the client reports tool_call/tool_result events.",
+)
+async def call_tool(body: ToolCallRequest, user: CurrentUser, request: Request) -> ToolCallResponse:
+    direct = _sessions(request)
+    s = _owned(direct, body.sessionId, user)
+    s.last_seen = time.monotonic()
+    outcome = await direct.tools.run(FunctionCall(body.call_id, body.name, body.args))
+    result = direct.tools.result_for(outcome)
+    return ToolCallResponse(
+        response=result.response,
+        scheduling=result.scheduling,
+        ok=outcome.ok,
+        error=outcome.error,
+        duration_ms=outcome.duration_s * 1000,
+    )
 
 
 @router.post("/trace/end", summary="End a direct session; returns its summary")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 from voicetrace.service.api.errors import error_body
+from voicetrace.service.api.live_direct import ws_url
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -25,28 +27,33 @@ ASSETS: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "api.js": "text/javascript; charset=utf-8",
     "call.js": "text/javascript; charset=utf-8",
+    "direct.js": "text/javascript; charset=utf-8",
     "audio.js": "text/javascript; charset=utf-8",
     "capture-worklet.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 
-# `'self'` also covers the same-origin ws:// and wss:// of the voice socket (CSP level 3).
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' data:",
-        "media-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
+
+def content_security_policy(live_origin: str) -> str:
+    """Only this origin, plus Gemini Live's WebSocket for direct mode. `'self'` also covers the
+    same-origin ws:// and wss:// of the proxied voice socket (CSP level 3)."""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"connect-src 'self' {live_origin}",
+            "img-src 'self' data:",
+            "media-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
 HEADERS = {
     "Cache-Control": "no-cache",  # revalidate: a stale app.js against a newer service breaks
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
@@ -61,7 +68,10 @@ def _asset(name: str) -> FileResponse:
     if media_type is None:
         body = error_body("not_found", f"no such file in the web client: {name[:64]!r}")
         raise HTTPException(404, detail=body["detail"])
-    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=HEADERS)
+    parts = urlsplit(ws_url())
+    csp = content_security_policy(f"{parts.scheme}://{parts.netloc}")
+    headers = {**HEADERS, "Content-Security-Policy": csp}
+    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=headers)
 
 
 @router.get("/", include_in_schema=False)

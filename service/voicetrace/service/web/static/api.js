@@ -16,9 +16,10 @@ export class Api {
     this.base = base;
   }
 
-  async request(method, path, body) {
+  async request(method, path, body, { keepalive = false } = {}) {
     const response = await fetch(this.base + path, {
       method,
+      keepalive, // trace posts outlive the page (unload) and never hold up the audio path
       headers: {
         Authorization: `Bearer ${this.token}`,
         ...(body === undefined ? {} : { "Content-Type": "application/json" }),
@@ -37,6 +38,23 @@ export class Api {
 
   listSessions(limit = 20) {
     return this.request("GET", `/live-sessions?limit=${limit}`);
+  }
+
+  // Direct mode (docs/protocol.md): the browser talks to Gemini Live itself.
+  liveToken(body) {
+    return this.request("POST", "/api/live/token", body);
+  }
+
+  traceEvents(batch) {
+    return this.request("POST", "/api/live/trace/event", batch, { keepalive: true });
+  }
+
+  traceEnd(body) {
+    return this.request("POST", "/api/live/trace/end", body, { keepalive: true });
+  }
+
+  callTool(body) {
+    return this.request("POST", "/api/live/tools/call", body);
   }
 
   /** The voice WebSocket of a session. Browsers cannot set headers on a WebSocket, so the

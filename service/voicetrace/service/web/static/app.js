@@ -3,6 +3,7 @@
 
 import { Api, tokenSubject } from "./api.js";
 import { ProxiedCall } from "./call.js";
+import { DirectCall } from "./direct.js";
 
 const TOKEN_KEY = "voicetrace.token";
 const $ = (selector) => document.querySelector(selector);
@@ -158,8 +159,8 @@ const ui = {
     switch (msg.type) {
       case "session_started":
         $("#session-info").textContent =
-          `session ${msg.session_id} · ${msg.model} · mic ${msg.input_sample_rate} Hz → ` +
-          `speech ${msg.output_sample_rate} Hz`;
+          `session ${msg.session_id} · ${msg.model} · ${msg.direct ? "direct to Gemini Live" : "proxied"}` +
+          ` · mic ${msg.input_sample_rate} Hz → speech ${msg.output_sample_rate} Hz`;
         break;
       case "transcript":
         onTranscript(msg);
@@ -199,6 +200,7 @@ const ui = {
   },
   closed(code, reason) {
     setLive(false);
+    for (const radio of document.querySelectorAll('input[name="mode"]')) radio.disabled = false;
     setStatus(code === 1000 ? "ended" : `closed ${code}`, code === 1000 ? "" : "error");
     if (code !== 1000 && reason) note(`connection closed (${code}): ${reason}`, "bad");
     call = debug.call = null;
@@ -208,7 +210,9 @@ const ui = {
 
 async function startCall() {
   $("#start").disabled = true;
-  call = debug.call = new ProxiedCall(api, ui);
+  const direct = $('input[name="mode"]:checked').value === "direct";
+  for (const radio of document.querySelectorAll('input[name="mode"]')) radio.disabled = true;
+  call = debug.call = direct ? new DirectCall(api, ui) : new ProxiedCall(api, ui);
   try {
     await call.start({ consent: $("#consent").checked });
     setLive(true);
@@ -216,6 +220,7 @@ async function startCall() {
     setStatus("failed", "error");
     note(`could not start: ${error.message}`, "bad");
     $("#start").disabled = false;
+    for (const radio of document.querySelectorAll('input[name="mode"]')) radio.disabled = false;
   }
 }
 
