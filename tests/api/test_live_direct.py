@@ -359,3 +359,55 @@ async def test_an_abandoned_direct_session_is_ended_after_the_orphan_timeout(sta
     turns = [s for s in spans if s.name.startswith("invoke_agent")]
     assert len(turns) == 1 and all(s.end_ns > 0 for s in spans)  # every span closed
     assert turns[0].attributes["voice.turn.end_reason"] == "client_disconnect"
+
+
+async def test_a_flood_of_batches_is_refused_with_429_and_what_was_accepted_stays(start_service):
+    svc = await start_service()
+    token = await get_token(svc)
+    client = DirectClient(svc, token["sessionId"])
+    codes = []
+    for _ in range(60):  # far over 20 batches/s with a burst of 40
+        client.event("user_audio", duration_ms=100, voiced=False)
+        batch = {"sessionId": token["sessionId"], "events": client.outbox}
+        client.outbox = []
+        response = await svc.http.post(
+            "/api/live/trace/event", json=batch, headers=auth(svc, "alice")
+        )
+        codes.append(response.status_code)
+    assert set(codes) == {204, 429} and codes[0] == 204
+    accepted = codes.count(204)
+    assert accepted >= 40
+    summary = await client.end()
+    # Refused batches left a gap; ending the session applies what came after it anyway.
+    assert summary["audio_in_s"] == pytest.approx(accepted * 0.1)
+
+
+async def test_the_tools_relay_runs_the_services_tool_for_the_sessions_owner_only(start_service):
+    svc = await start_service()
+    token = await get_token(svc)
+    call = {"sessionId": token["sessionId"], "call_id": "c1", "name": "search_nearby"}
+    response = await svc.http.post(
+        "/api/live/tools/call",
+        json={**call, "args": {"query": "coffee"}},
+        headers=auth(svc, "alice"),
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["ok"] is True and result["error"] is None
+    assert result["response"]["result"]  # what the demo tool found, for Gemini
+    bad = await svc.http.post(
+        "/api/live/tools/call",
+        json={**call, "args": {"radius_m": "far"}},
+        headers=auth(svc, "alice"),
+    )
+    assert bad.status_code == 200 and bad.json()["ok"] is False
+    assert "invalid arguments" in bad.json()["error"]
+    other = await svc.http.post("/api/live/tools/call", json=call, headers=auth(svc, "mallory"))
+    assert other.status_code == 404
+
+
+async def test_the_token_endpoint_needs_a_bearer_token(start_service):
+    svc = await start_service()
+    response = await svc.http.post("/api/live/token", json={})
+    assert response.status_code == 401
+    assert response.json()["detail"]["code"] == "unauthorized"

@@ -11,7 +11,13 @@
 - Sessions with no events for `direct_orphan_timeout_s` are ended (`end_reason` = `orphaned`).
 
 Memory per open session is bounded: at most `MAX_PENDING` out-of-order events wait for a gap
-to fill (each capped by the batch size limit), plus the trace's own bounded turn window.
+to fill (each event's text is capped at 8000 characters, every batch at `MAX_BATCH_BYTES`, so a
+few MB in the worst case and a few KB in practice), plus the trace's own bounded turn window.
+Events that arrive after their gap was given up on are counted as duplicates and dropped.
+
+Timing: event times are the client's (`at_ms`, mapped to the server clock with the batch's
+`sent_at_ms`) where the telemetry takes a timestamp (audio, text, playback); the other signals
+are stamped on arrival, so clients should post often (the page posts every 200 ms).
 """
 
 from __future__ import annotations
@@ -22,22 +28,41 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from google import genai
 from google.genai import types
 from google.genai._base_url import get_base_url  # the SDK's own base-URL resolution
-from pydantic import BaseModel, ConfigDict, Field
 from voicetrace.service.api.deps import CurrentUser, Store
 from voicetrace.service.api.errors import UNAUTHORIZED
+from voicetrace.service.api.live_direct_schemas import (
+    AnyEvent,
+    EndRequest,
+    EventBatch,
+    GoAway,
+    InputTranscript,
+    ModelAudio,
+    ModelError,
+    OutputTranscript,
+    Playback,
+    Signal,
+    TokenResponse,
+    ToolCall,
+    ToolCallRequest,
+    ToolCallResponse,
+    ToolResult,
+    UsageEvent,
+    UserAudio,
+    UserText,
+)
 from voicetrace.service.sessions.errors import InvalidTransition, NotFound
 from voicetrace.service.sessions.schemas import SessionCreate
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
-from voicetrace.service.voice.events import FunctionCall, ModalityCount, Usage
+from voicetrace.service.voice.events import FunctionCall
 from voicetrace.service.voice.model import function_declaration
 from voicetrace.service.voice.tools import ToolRegistry
 from voicetrace.service.voice.usage import usage_snapshot
@@ -46,203 +71,16 @@ from voicetrace.telemetry import SessionInfo, SessionTrace, VoiceTelemetry
 log = logging.getLogger(__name__)
 
 ORPHANED = "orphaned"
-MAX_EVENTS_PER_BATCH = 500
 MAX_BATCH_BYTES = 256 * 1024
-MAX_PENDING = 1_000  # out-of-order events held per session while a gap fills
+MAX_PENDING = 256  # out-of-order events held per session while a gap fills
 BATCHES_PER_S = 20.0  # per session, with a burst of twice that
+MAX_EVENT_AGE_NS = 120 * 10**9  # older client timestamps are clamped (a broken client clock)
 TOKEN_TTL = dt.timedelta(minutes=30)
 NEW_SESSION_TTL = dt.timedelta(minutes=1)  # the token must open its session soon after minting
 _DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 _CONSTRAINED_PATH = (
     "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained"
 )
-
-# -- what the client posts --------------------------------------------------------------------
-
-Text = Annotated[str, Field(max_length=8_000)]
-Name = Annotated[str, Field(min_length=1, max_length=128)]
-
-
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seq: Annotated[int, Field(ge=1, le=10**12, description="Client sequence number, from 1.")]
-    at_ms: float | None = Field(
-        default=None, description="Client clock (epoch ms) when it happened; default: arrival."
-    )
-
-
-class UserAudio(_Event):
-    type: Literal["user_audio"]
-    duration_ms: Annotated[float, Field(gt=0, le=10_000)]
-    voiced: bool
-
-
-class UserText(_Event):
-    type: Literal["user_text"]
-    text: Annotated[str, Field(min_length=1, max_length=8_000)]
-
-
-class InputTranscript(_Event):
-    type: Literal["input_transcript"]
-    text: Text
-    finished: bool = False
-
-
-class ModelAudio(_Event):
-    type: Literal["model_audio"]
-    duration_ms: Annotated[float, Field(gt=0, le=60_000)]  # 24 kHz speech received
-
-
-class OutputTranscript(_Event):
-    type: Literal["output_transcript"]
-    text: Text
-
-
-class ToolCall(_Event):
-    type: Literal["tool_call"]
-    call_id: Name
-    name: Name
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
-class ToolResult(_Event):
-    type: Literal["tool_result"]
-    call_id: Name
-    ok: bool
-    error: Annotated[str, Field(max_length=1_000)] | None = None
-    duration_ms: Annotated[float, Field(ge=0)] | None = None
-
-
-class Signal(_Event):
-    type: Literal["interrupted", "generation_complete", "turn_complete"]
-
-
-class _Modality(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    modality: str = "TEXT"
-    tokenCount: Annotated[int, Field(ge=0)] = 0
-
-
-class UsageMetadata(BaseModel):
-    """`usageMetadata` exactly as Gemini Live sent it (camelCase); unknown fields are ignored
-    so a newer Gemini does not break tracing."""
-
-    model_config = ConfigDict(extra="ignore")
-    promptTokenCount: Annotated[int, Field(ge=0)] = 0
-    cachedContentTokenCount: Annotated[int, Field(ge=0)] = 0
-    responseTokenCount: Annotated[int, Field(ge=0)] = 0
-    toolUsePromptTokenCount: Annotated[int, Field(ge=0)] = 0
-    thoughtsTokenCount: Annotated[int, Field(ge=0)] = 0
-    totalTokenCount: Annotated[int, Field(ge=0)] = 0
-    promptTokensDetails: list[_Modality] = Field(default_factory=list, max_length=16)
-    cacheTokensDetails: list[_Modality] = Field(default_factory=list, max_length=16)
-    responseTokensDetails: list[_Modality] = Field(default_factory=list, max_length=16)
-    toolUsePromptTokensDetails: list[_Modality] = Field(default_factory=list, max_length=16)
-
-    def to_usage(self) -> Usage:
-        def counts(details: list[_Modality]) -> tuple[ModalityCount, ...]:
-            known = ("TEXT", "AUDIO", "IMAGE", "VIDEO", "DOCUMENT")
-            return tuple(
-                ModalityCount(d.modality, d.tokenCount)  # type: ignore[arg-type]
-                for d in details
-                if d.modality in known
-            )
-
-        return Usage(
-            prompt_token_count=self.promptTokenCount,
-            cached_content_token_count=self.cachedContentTokenCount,
-            response_token_count=self.responseTokenCount,
-            tool_use_prompt_token_count=self.toolUsePromptTokenCount,
-            thoughts_token_count=self.thoughtsTokenCount,
-            total_token_count=self.totalTokenCount,
-            prompt_tokens_details=counts(self.promptTokensDetails),
-            cache_tokens_details=counts(self.cacheTokensDetails),
-            response_tokens_details=counts(self.responseTokensDetails),
-            tool_use_prompt_tokens_details=counts(self.toolUsePromptTokensDetails),
-        )
-
-
-class UsageEvent(_Event):
-    type: Literal["usage"]
-    usage_metadata: UsageMetadata
-
-
-class Playback(_Event):
-    type: Literal["playback"]
-    turn: Annotated[int, Field(ge=1)]
-    event: Literal["started", "stopped"]
-    played_ms: Annotated[float, Field(ge=0)] = 0.0
-
-
-class GoAway(_Event):
-    type: Literal["go_away"]
-    time_left_s: Annotated[float, Field(ge=0)]
-
-
-class ModelError(_Event):
-    type: Literal["error"]
-    code: int | None = None
-    reason: Annotated[str, Field(max_length=500)] = ""
-
-
-TraceEvent = Annotated[
-    UserAudio
-    | UserText
-    | InputTranscript
-    | ModelAudio
-    | OutputTranscript
-    | ToolCall
-    | ToolResult
-    | Signal
-    | UsageEvent
-    | Playback
-    | GoAway
-    | ModelError,
-    Field(discriminator="type"),
-]
-
-
-class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sessionId: Name
-    sent_at_ms: float | None = Field(
-        default=None, description="Client clock when posted: maps event times to server time."
-    )
-    events: list[TraceEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
-
-
-class EndRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sessionId: Name
-    reason: Literal["completed", "client_disconnect", "model_error"] = "completed"
-
-
-class ToolCallRequest(BaseModel):
-    """A function call Gemini asked the direct client for; the service's tools run it."""
-
-    model_config = ConfigDict(extra="forbid")
-    sessionId: Name
-    call_id: Name
-    name: Name
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
-class ToolCallResponse(BaseModel):
-    response: dict[str, Any] = Field(description="What to send Gemini as the function response.")
-    scheduling: str | None = Field(default=None, description="For NON_BLOCKING tools.")
-    ok: bool
-    error: str | None = None
-    duration_ms: float
-
-
-class TokenResponse(BaseModel):
-    sessionId: str
-    token: str = Field(description="Ephemeral Gemini token (`auth_tokens/…`), one use.")
-    expiresAt: dt.datetime
-    model: str
-    wsUrl: str = Field(description="Gemini Live's constrained endpoint; add `?access_token=`.")
-
 
 # -- the open sessions -------------------------------------------------------------------------
 
@@ -256,7 +94,7 @@ class DirectSession:
     trace: SessionTrace
     next_seq: int = 1
     # seq → (event, clock skew of its batch), held until the events before it arrive
-    pending: dict[int, tuple[Any, int]] = field(default_factory=dict)
+    pending: dict[int, tuple[AnyEvent, int]] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
     duplicates: int = 0
     _allowance: float = 2 * BATCHES_PER_S
@@ -274,7 +112,7 @@ class DirectSession:
         self._allowance -= 1
         return True
 
-    def accept(self, events: list[Any], skew_ns: int) -> None:
+    def accept(self, events: list[AnyEvent], skew_ns: int) -> None:
         """Apply new events in sequence order; duplicates (seq already seen) are dropped."""
         self.last_seen = time.monotonic()
         for event in events:
@@ -294,10 +132,12 @@ class DirectSession:
             self._apply(*self.pending.pop(seq))
             self.next_seq = seq + 1
 
-    def _apply(self, event: Any, skew_ns: int) -> None:
+    def _apply(self, event: AnyEvent, skew_ns: int) -> None:
         trace = self.trace
         now = time.time_ns()
-        at = min(int(event.at_ms * 1e6) + skew_ns, now) if event.at_ms is not None else None
+        at = None
+        if event.at_ms is not None:  # the client's clock, mapped to ours; never in the future
+            at = max(min(int(event.at_ms * 1e6) + skew_ns, now), now - MAX_EVENT_AGE_NS)
         match event:
             case UserAudio(duration_ms=ms, voiced=voiced):
                 trace.user_audio(ms / 1000.0, voiced, at_ns=at)
