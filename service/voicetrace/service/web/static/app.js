@@ -246,6 +246,8 @@ function main() {
   });
   $("#signout").addEventListener("click", signOut);
   $("#refresh").addEventListener("click", refreshSessions);
+  // Leaving the page ends the session properly (direct mode posts its trace end with keepalive).
+  window.addEventListener("pagehide", () => call?.end());
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) signIn(token);
 }
