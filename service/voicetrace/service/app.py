@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from voicetrace.service.api import health, live_sessions, voice
+from voicetrace.service.api import health, live_direct, live_sessions, voice
 from voicetrace.service.api.errors import register_error_handlers
 from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.store import SessionStore
@@ -21,6 +21,7 @@ from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.gemini import GeminiClients, GeminiLive
 from voicetrace.service.voice.hub import VoiceHub
 from voicetrace.service.voice.tools import ToolRegistry
+from voicetrace.service.web import routes as web
 from voicetrace.telemetry import PriceTable, VoiceTelemetry
 from voicetrace.telemetry.setup import configure_telemetry
 
@@ -66,9 +67,15 @@ def create_app(
             hub=hub,
             model_factory=lambda config: GeminiLive(config, clients),
         )
+        direct = live_direct.DirectSessions(
+            settings, store, tel, app.state.bridge_deps.tools, settings.direct_orphan_timeout_s
+        )
+        app.state.direct_sessions = direct
+        direct.start()
         try:
             yield
         finally:
+            await direct.close("server_shutdown")
             await hub.drain("server_shutdown", settings.shutdown_grace_s)
             await clients.aclose()
             if owns_telemetry:
@@ -84,5 +91,7 @@ def create_app(
     register_error_handlers(app)
     app.include_router(live_sessions.router)
     app.include_router(voice.router)
+    app.include_router(live_direct.router)
     app.include_router(health.router)
+    app.include_router(web.router)  # the browser client at /app
     return app

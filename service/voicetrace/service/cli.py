@@ -1,4 +1,4 @@
-"""`voicetrace` command line: serve, token, emulator, demo."""
+"""`voicetrace` command line: serve, token, emulator, demo, dev."""
 
 from __future__ import annotations
 
@@ -69,6 +69,14 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(verbose=not args.quiet))
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from voicetrace.emulator import Scenario
+    from voicetrace.service.dev import run_dev
+
+    scenario = Scenario.load(args.scenario) if args.scenario else None
+    return asyncio.run(run_dev(args.host, args.port, scenario=scenario, user=args.user))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicetrace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="offline demo: emulator + service + a scripted conversation")
     demo.add_argument("--quiet", action="store_true", help="print only the trace tree")
     demo.set_defaults(func=_demo)
+
+    dev = sub.add_parser("dev", help="emulator + service + the browser client: prints a login URL")
+    dev.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
+    dev.add_argument("--user", default="dev-user", help="the login token's user id")
+    dev.add_argument("--scenario", help="emulator scenario JSON (what spoken turns say, …)")
+    dev.set_defaults(func=_dev)
     return parser
 
 

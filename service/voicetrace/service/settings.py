@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Tools
     tool_timeout_s: float = 5.0
 
+    # Client-direct sessions: ended (reason `orphaned`) after this long without trace events.
+    direct_orphan_timeout_s: float = Field(default=1800.0, gt=0)
+
     # WebSocket limits: abuse closes the socket (1008/1009), bad frames get an `error` frame.
     max_frame_bytes: int = 64_000
     max_frames_per_s: int = 200
