@@ -355,10 +355,10 @@ async def test_an_abandoned_direct_session_is_ended_after_the_orphan_timeout(sta
         await client.post({"sessionId": token["sessionId"], "events": client.outbox}, 404)
         spans = exported.spans(token["sessionId"])
     root = next(s for s in spans if s.name == "voice_session")
-    assert root.attributes["voice.session.end_reason"] == "client_disconnect"
+    assert root.attributes["voice.session.end_reason"] == "orphaned"
     turns = [s for s in spans if s.name.startswith("invoke_agent")]
     assert len(turns) == 1 and all(s.end_ns > 0 for s in spans)  # every span closed
-    assert turns[0].attributes["voice.turn.end_reason"] == "client_disconnect"
+    assert turns[0].attributes["voice.turn.end_reason"] == "orphaned"
 
 
 async def test_a_flood_of_batches_is_refused_with_429_and_what_was_accepted_stays(start_service):

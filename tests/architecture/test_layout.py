@@ -144,4 +144,5 @@ def test_only_the_gemini_adapter_imports_google_genai() -> None:
         "voicetrace.service.voice.gemini",
         "voicetrace.service.voice.gemini_events",
         "voicetrace.service.voice.gemini_frames",
+        "voicetrace.service.voice.gemini_tokens",
     }, users

@@ -235,7 +235,7 @@ END_REASONS = frozenset(
     _keys(
         """
         completed interrupted tool_error model_error client_disconnect server_shutdown
-        budget_exhausted internal_error
+        budget_exhausted internal_error orphaned
         """
     )
 )

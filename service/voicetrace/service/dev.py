@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from pydantic import SecretStr
 from voicetrace.demo.tools import demo_registry
 from voicetrace.emulator import Emulator, Scenario
 from voicetrace.service.api.auth import mint_token
@@ -99,8 +100,8 @@ async def run_dev(
                     port=port,
                     sqlite_path=Path(tmp) / "dev.db",
                     database_url=None,
-                    jwt_secret=secrets.token_hex(32),  # per run: old links stop working
-                    gemini_api_key=emulator.api_key,
+                    jwt_secret=SecretStr(secrets.token_hex(32)),  # per run: old links stop working
+                    gemini_api_key=SecretStr(emulator.api_key),
                 )
                 settings.check_servable()
                 telemetry = configure_telemetry(

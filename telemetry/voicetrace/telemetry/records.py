@@ -27,6 +27,7 @@ class EndReason(StrEnum):
     ENDED_BY_USER = "ended_by_user"  # REST DELETE while live
     RATE_LIMITED = "rate_limited"  # the client flooded past a rate limit (closed 1008)
     PROTOCOL_ABUSE = "protocol_abuse"  # too many invalid frames, or one far over the size limit
+    ORPHANED = "orphaned"  # a client-direct session that stopped sending trace events
     INTERNAL_ERROR = "internal_error"
 
     @classmethod

@@ -50,7 +50,8 @@ async def current_user(
 
 
 def get_store(request: Request) -> SessionStore:
-    return request.app.state.store
+    store: SessionStore = request.app.state.store
+    return store
 
 
 class SessionListener(Protocol):

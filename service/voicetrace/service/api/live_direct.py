@@ -29,12 +29,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from google import genai
-from google.genai import types
-from google.genai._base_url import get_base_url  # the SDK's own base-URL resolution
 from voicetrace.service.api.deps import CurrentUser, Store
 from voicetrace.service.api.errors import UNAUTHORIZED
 from voicetrace.service.api.live_direct_schemas import (
@@ -63,24 +59,25 @@ from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.events import FunctionCall
-from voicetrace.service.voice.model import function_declaration
+from voicetrace.service.voice.gemini import live_endpoint
+from voicetrace.service.voice.gemini_tokens import (
+    EphemeralToken,
+    constrained_ws_url,
+    mint_ephemeral_token,
+)
+from voicetrace.service.voice.start import model_config
 from voicetrace.service.voice.tools import ToolRegistry
-from voicetrace.service.voice.usage import usage_snapshot
-from voicetrace.telemetry import SessionInfo, SessionTrace, VoiceTelemetry
+from voicetrace.telemetry import EndReason, SessionInfo, SessionTrace, VoiceTelemetry
 
 log = logging.getLogger(__name__)
 
-ORPHANED = "orphaned"
+ORPHANED = EndReason.ORPHANED
 MAX_BATCH_BYTES = 256 * 1024
 MAX_PENDING = 256  # out-of-order events held per session while a gap fills
 BATCHES_PER_S = 20.0  # per session, with a burst of twice that
 MAX_EVENT_AGE_NS = 120 * 10**9  # older client timestamps are clamped (a broken client clock)
 TOKEN_TTL = dt.timedelta(minutes=30)
 NEW_SESSION_TTL = dt.timedelta(minutes=1)  # the token must open its session soon after minting
-_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-_CONSTRAINED_PATH = (
-    "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained"
-)
 
 # -- the open sessions -------------------------------------------------------------------------
 
@@ -161,7 +158,7 @@ class DirectSession:
             case Signal(type="turn_complete"):
                 trace.turn_complete()
             case UsageEvent(usage_metadata=meta):
-                trace.usage(usage_snapshot(meta.to_usage()))
+                trace.usage(meta.to_usage())
             case Playback(turn=turn, event=kind, played_ms=played):
                 trace.playback(turn, kind, played, at_ns=at)
             case GoAway(time_left_s=left):
@@ -215,77 +212,22 @@ class DirectSessions:
             if s is None:
                 raise NotFound()
             s.drain()
-            # The telemetry's end reasons are a closed set: to the trace an orphan is a client
-            # that went away; the session store keeps the precise `orphaned`.
-            ended = s.trace.end("client_disconnect" if reason == ORPHANED else reason)
-        summary = ended.as_dict() if ended is not None else {}
+            ended = s.trace.end(reason)
         with contextlib.suppress(InvalidTransition, NotFound):
             await self.store.end(session_id, s.user_id, reason=reason)
-        with contextlib.suppress(Exception):
-            await self.store.record_summary(session_id, summary)
-        await asyncio.to_thread(self.telemetry.force_flush, self.settings.flush_timeout_s)
-        return summary
+        if ended is not None:
+            try:
+                await self.store.record_summary(session_id, ended)
+            except Exception:
+                log.exception("could not store the summary of session %s", session_id)
+        self.telemetry.flush_soon(self.settings.flush_timeout_s)
+        return ended.to_json() if ended is not None else {}
 
-    def live_config(self) -> types.LiveConnectConfig:
-        """The setup the token locks: what a proxied session of this service would send."""
-        s = self.settings
-        declarations = [function_declaration(spec) for spec in self.tools.specs()]
-        speech = None
-        if s.voice:
-            voice = types.PrebuiltVoiceConfig(voice_name=s.voice)
-            speech = types.SpeechConfig(voice_config=types.VoiceConfig(prebuilt_voice_config=voice))
-        return types.LiveConnectConfig(
-            response_modalities=[types.Modality.AUDIO],
-            speech_config=speech,
-            system_instruction=s.system_prompt or None,
-            tools=[types.Tool(function_declarations=declarations)] if declarations else None,
-            input_audio_transcription=types.AudioTranscriptionConfig(),
-            output_audio_transcription=types.AudioTranscriptionConfig(),
-            realtime_input_config=types.RealtimeInputConfig(
-                automatic_activity_detection=types.AutomaticActivityDetection(
-                    disabled=not s.automatic_activity_detection,
-                    silence_duration_ms=s.silence_duration_ms,
-                )
-            ),
+    async def mint(self) -> EphemeralToken:
+        """A one-use token locked to the setup a proxied session of this service sends."""
+        return await mint_ephemeral_token(
+            model_config(self.settings, self.tools), ttl=TOKEN_TTL, new_session_ttl=NEW_SESSION_TTL
         )
-
-    async def mint(self) -> tuple[str, dt.datetime]:
-        key = self.settings.gemini_api_key
-        # A fresh HttpOptions per client: the SDK writes the resolved base URL into it.
-        client = await asyncio.to_thread(
-            lambda: genai.Client(
-                api_key=key.get_secret_value() if key else None,
-                http_options=types.HttpOptions(api_version="v1alpha"),
-            )
-        )
-        now = dt.datetime.now(dt.UTC)
-        expires = now + TOKEN_TTL
-        token = await client.aio.auth_tokens.create(
-            config=types.CreateAuthTokenConfig(
-                uses=1,
-                expire_time=expires,
-                new_session_expire_time=now + NEW_SESSION_TTL,
-                live_connect_constraints=types.LiveConnectConstraints(
-                    model=self.settings.model, config=self.live_config()
-                ),
-                lock_additional_fields=[],  # every field set above is locked
-            )
-        )
-        if not token.name:
-            raise RuntimeError("Gemini returned an auth token without a name")
-        return token.name, expires
-
-
-def ws_url() -> str:
-    """Gemini Live's constrained endpoint (ephemeral tokens), resolved as the SDK resolves it."""
-    parts = urlsplit(get_base_url(False, None) or _DEFAULT_BASE_URL)
-    scheme = "ws" if parts.scheme == "http" else "wss"
-    return f"{scheme}://{parts.netloc}{_CONSTRAINED_PATH}"
-
-
-def gemini_endpoint() -> tuple[str, int]:
-    parts = urlsplit(get_base_url(False, None) or _DEFAULT_BASE_URL)
-    return parts.hostname or "", parts.port or 443
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -310,7 +252,8 @@ router = APIRouter(
 
 
 def _sessions(request: Request) -> DirectSessions:
-    return request.app.state.direct_sessions
+    direct: DirectSessions = request.app.state.direct_sessions
+    return direct
 
 
 def _owned(direct: DirectSessions, session_id: str, user: str) -> DirectSession:
@@ -326,7 +269,8 @@ async def create_token(
 ) -> TokenResponse:
     direct = _sessions(request)
     try:
-        token, expires = await direct.mint()
+        minted = await direct.mint()
+        token, expires = minted.name, minted.expires_at
     except Exception as exc:  # the model provider, not the client, failed
         log.warning("minting an ephemeral token failed: %s", type(exc).__name__)
         raise HTTPException(
@@ -336,7 +280,7 @@ async def create_token(
     session = await store.create(user, body)
     session = await store.transition(session.id, user, SessionState.LIVE, reason="direct_token")
     settings = direct.settings
-    host, port = gemini_endpoint()
+    host, port = live_endpoint()
     trace = direct.telemetry.start_session(
         SessionInfo(
             session_id=session.id,
@@ -357,7 +301,11 @@ async def create_token(
     trace.connect_finished()
     direct.open[session.id] = DirectSession(session.id, user, trace)
     return TokenResponse(
-        sessionId=session.id, token=token, expiresAt=expires, model=settings.model, wsUrl=ws_url()
+        sessionId=session.id,
+        token=token,
+        expiresAt=expires,
+        model=settings.model,
+        wsUrl=constrained_ws_url(),
     )
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from voicetrace.service.voice.events import ModalityCount, Usage
+from voicetrace.telemetry import ModalityTokens, UsageSnapshot
 
 MAX_EVENTS_PER_BATCH = 500
 
@@ -98,26 +98,26 @@ class UsageMetadata(BaseModel):
     responseTokensDetails: list[_Modality] = Field(default_factory=list, max_length=16)
     toolUsePromptTokensDetails: list[_Modality] = Field(default_factory=list, max_length=16)
 
-    def to_usage(self) -> Usage:
-        def counts(details: list[_Modality]) -> tuple[ModalityCount, ...]:
+    def to_usage(self) -> UsageSnapshot:
+        """The telemetry's one usage type, read as reported (like the Gemini adapter does)."""
+
+        def counts(details: list[_Modality]) -> tuple[ModalityTokens, ...]:
             known = ("TEXT", "AUDIO", "IMAGE", "VIDEO", "DOCUMENT")
             return tuple(
-                ModalityCount(d.modality, d.tokenCount)  # type: ignore[arg-type]
-                for d in details
-                if d.modality in known
+                ModalityTokens(d.modality, d.tokenCount) for d in details if d.modality in known
             )
 
-        return Usage(
-            prompt_token_count=self.promptTokenCount,
-            cached_content_token_count=self.cachedContentTokenCount,
-            response_token_count=self.responseTokenCount,
-            tool_use_prompt_token_count=self.toolUsePromptTokenCount,
-            thoughts_token_count=self.thoughtsTokenCount,
-            total_token_count=self.totalTokenCount,
-            prompt_tokens_details=counts(self.promptTokensDetails),
-            cache_tokens_details=counts(self.cacheTokensDetails),
-            response_tokens_details=counts(self.responseTokensDetails),
-            tool_use_prompt_tokens_details=counts(self.toolUsePromptTokensDetails),
+        return UsageSnapshot(
+            prompt=self.promptTokenCount,
+            cached=self.cachedContentTokenCount,
+            response=self.responseTokenCount,
+            tool_use_prompt=self.toolUsePromptTokenCount,
+            thoughts=self.thoughtsTokenCount,
+            total=self.totalTokenCount,
+            prompt_details=counts(self.promptTokensDetails),
+            cache_details=counts(self.cacheTokensDetails),
+            response_details=counts(self.responseTokensDetails),
+            tool_use_prompt_details=counts(self.toolUsePromptTokensDetails),
         )
 
 

@@ -52,6 +52,43 @@ _MAX_UNCONFIRMED = 8  # text turns kept for replay after a reconnect
 _BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
+def live_base_url() -> str:
+    """The Gemini API base URL as the SDK itself resolves it (`GOOGLE_GEMINI_BASE_URL`, …)."""
+    return get_base_url(False, None) or _DEFAULT_BASE_URL
+
+
+def live_endpoint() -> tuple[str, int]:
+    """Host and port of the Live server (for the `server.*` span attributes)."""
+    parts = urlsplit(live_base_url())
+    return parts.hostname or "", parts.port or 443
+
+
+def live_connect_config(
+    c: LiveModelConfig,
+    declarations: Sequence[types.FunctionDeclaration],
+    handle: str | None = None,
+) -> types.LiveConnectConfig:
+    """The session setup: what a proxied session sends and an ephemeral token locks."""
+    speech = None
+    if c.voice:
+        voice = types.PrebuiltVoiceConfig(voice_name=c.voice)
+        speech = types.SpeechConfig(voice_config=types.VoiceConfig(prebuilt_voice_config=voice))
+    vad = types.AutomaticActivityDetection(
+        disabled=not c.automatic_activity_detection, silence_duration_ms=c.silence_duration_ms
+    )
+    transcription = types.AudioTranscriptionConfig
+    return types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],  # 3.x Live models reject TEXT (1007)
+        speech_config=speech,
+        system_instruction=c.system_prompt or None,
+        tools=[types.Tool(function_declarations=list(declarations))] if declarations else None,
+        input_audio_transcription=transcription() if c.input_transcription else None,
+        output_audio_transcription=transcription() if c.output_transcription else None,
+        session_resumption=types.SessionResumptionConfig(handle=handle) if c.resumption else None,
+        realtime_input_config=types.RealtimeInputConfig(automatic_activity_detection=vad),
+    )
+
+
 def realtime_audio_json(pcm16_16k: bytes) -> str:
     """Exactly what `send_realtime_input(audio=…)` sends (URL-safe base64, snake_case mime type;
     pinned by tests/voice/test_sdk_seams.py), without its per-chunk pydantic work."""
@@ -129,9 +166,7 @@ class GeminiLive:
     @property
     def endpoint(self) -> tuple[str, int]:
         """Host and port of the Live server, resolved as the SDK does (for `server.*` spans)."""
-        base = get_base_url(False, None) or _DEFAULT_BASE_URL
-        parts = urlsplit(base)
-        return parts.hostname or "", parts.port or 443
+        return live_endpoint()
 
     @property
     def resumption_handle(self) -> str | None:
@@ -226,32 +261,7 @@ class GeminiLive:
                 await asyncio.wait_for(cm.__aexit__(None, None, None), 2.0)
 
     def _live_config(self, handle: str | None) -> types.LiveConnectConfig:
-        c = self.config
-        speech = None
-        if c.voice:
-            voice = types.PrebuiltVoiceConfig(voice_name=c.voice)
-            speech = types.SpeechConfig(voice_config=types.VoiceConfig(prebuilt_voice_config=voice))
-        vad = types.AutomaticActivityDetection(
-            disabled=not c.automatic_activity_detection, silence_duration_ms=c.silence_duration_ms
-        )
-        return types.LiveConnectConfig(
-            response_modalities=[types.Modality.AUDIO],  # 3.x Live models reject TEXT (1007)
-            speech_config=speech,
-            system_instruction=c.system_prompt or None,
-            tools=[types.Tool(function_declarations=self._declarations)]
-            if self._declarations
-            else None,
-            input_audio_transcription=types.AudioTranscriptionConfig()
-            if c.input_transcription
-            else None,
-            output_audio_transcription=types.AudioTranscriptionConfig()
-            if c.output_transcription
-            else None,
-            session_resumption=types.SessionResumptionConfig(handle=handle)
-            if c.resumption
-            else None,
-            realtime_input_config=types.RealtimeInputConfig(automatic_activity_detection=vad),
-        )
+        return live_connect_config(self.config, self._declarations, handle)
 
     # -- receiving ------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 from voicetrace.service.api.errors import error_body
-from voicetrace.service.api.live_direct import ws_url
+from voicetrace.service.voice.gemini_tokens import constrained_ws_url
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -68,7 +68,7 @@ def _asset(name: str) -> FileResponse:
     if media_type is None:
         body = error_body("not_found", f"no such file in the web client: {name[:64]!r}")
         raise HTTPException(404, detail=body["detail"])
-    parts = urlsplit(ws_url())
+    parts = urlsplit(constrained_ws_url())
     csp = content_security_policy(f"{parts.scheme}://{parts.netloc}")
     headers = {**HEADERS, "Content-Security-Policy": csp}
     return FileResponse(STATIC_DIR / name, media_type=media_type, headers=headers)
