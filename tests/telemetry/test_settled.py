@@ -100,3 +100,43 @@ def test_turns_beyond_the_deferred_window_are_settled_without_usage_oldest_first
     assert not any(t.usage_received for t in settled.turns)
     trace.end()
     assert sorted(t.number for t in settled.turns) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_cut_turn_waits_for_what_the_client_heard_before_its_generation_goes_out(
+    traced: Traced,
+) -> None:
+    """A browser's `playback stopped` comes one round trip after `interrupted`, after the
+    server's `turn_complete`: the generation waits for it (bounded), so its heard/unheard audio
+    is the client's, not an estimate."""
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    trace.user_text("tell me a long story")
+    trace.model_audio(48_000)  # 1 s of model audio
+    trace.playback(1, "started", 0.0)
+    trace.interrupted()
+    trace.usage(USAGE)
+    trace.turn_complete()
+    assert settled.turns == []  # waiting for the client's mark
+    trace.playback(1, "stopped", 400.0)
+    (turn,) = settled.turns
+    assert turn.heard_ms == 400.0 and turn.interrupted
+    chat = traced.one("chat").attributes
+    assert chat[k.AUDIO_HEARD_MS] == 400.0 and chat[k.AUDIO_HEARD_SOURCE] == "playback"
+    trace.end()
+
+
+def test_a_cut_turn_whose_mark_never_comes_goes_out_at_the_usage_deadline(
+    traced: Traced,
+) -> None:
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    trace.user_text("tell me a long story")
+    trace.model_audio(48_000)
+    trace.playback(1, "started", 0.0)
+    trace.interrupted()
+    trace.usage(USAGE)
+    trace.turn_complete()
+    assert settled.done.wait(2.0)  # usage_wait_s is 0.2 s here
+    chat = traced.one("chat").attributes
+    assert chat[k.AUDIO_HEARD_SOURCE] == "estimate"
+    trace.end()

@@ -51,7 +51,7 @@ class TurnOutbox:
         t.summary = summary = t.make_summary(cost.total if cost is not None else None)
         d_in, d_out = self._audio_delta(audio_in_s, audio_out_ms)
         self._submit(self._w.turn_closed, summary, d_in, d_out)
-        if t.usage is not None:
+        if t.usage is not None and not t.awaiting_playback:
             self.emit(t, now)
         else:
             self._waiting.append(t)
@@ -60,7 +60,8 @@ class TurnOutbox:
         return summary
 
     def usage_arrived(self, t: TurnRecord, now: int) -> None:
-        """New usage for a turn that already finished (it may already have gone out)."""
+        """New usage (or the heard audio) for a turn that already finished (it may already
+        have gone out)."""
         if t.state in ("finished", "emitted"):
             self.emit(t, now)
 
@@ -100,7 +101,9 @@ class TurnOutbox:
             tool.emitted = True
             tools.append((tool, tool.end_ns or now))
         chat = None
-        if not t.chat_emitted and (t.usage is not None or final):
+        # With usage in, a cut turn still waits (until its deadline) for what was heard.
+        patient = t.awaiting_playback and now < t.deadline_ns and not final
+        if not t.chat_emitted and ((t.usage is not None and not patient) or final):
             # The turn's usage is settled: final now, whatever comes later is ignored.
             t.chat_emitted = True
             self._forget(t)

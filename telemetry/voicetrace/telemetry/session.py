@@ -342,6 +342,8 @@ class SessionTrace:
         elif event == "stopped":
             t.heard_ms = max(float(played_ms), 0.0)
             t.add_event(k.EV_PLAYBACK_STOPPED, {k.AUDIO_HEARD_MS: t.heard_ms}, now)
+            if t.state != "open" and not t.chat_emitted:
+                self._out.usage_arrived(t, now)  # a cut turn's generation waited for this
 
     # -- connection lifecycle -------------------------------------------------------------------
     @_guard()

@@ -177,6 +177,13 @@ class TurnRecord:
             self._split = (self.usage, UsageBreakdown.from_snapshot(self.usage))
         return self._split[1]
 
+    @property
+    def awaiting_playback(self) -> bool:
+        """Cut while the client was playing it, and the client has not said how much it heard:
+        its `playback stopped` mark is one round trip away (worth a short wait for the
+        generation, whose unheard-audio numbers need it)."""
+        return self.interrupted and self.playback_start_ns is not None and self.heard_ms is None
+
     def make_summary(self, cost_usd: Decimal | None) -> TurnSummary:
         """The caller's numbers, computed once at close from one timeline."""
         t0, t1, t2, t3 = self.timeline()
