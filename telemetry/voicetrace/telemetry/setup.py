@@ -9,7 +9,6 @@ exporter: the Langfuse SDK's own processor costs ~5x per span). Secrets are neve
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -36,13 +35,14 @@ from voicetrace.telemetry.content import capture_from_env
 from voicetrace.telemetry.core import VoiceTelemetry
 from voicetrace.telemetry.export import CountingSpanExporter, ErrorKeepingProcessor, ExportProcessor
 from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.langfuse_export import (
+    LANGFUSE_DEFAULT_HOST,
+    LangfuseSpanExporter,
+)
 from voicetrace.telemetry.prices import PriceTable
 from voicetrace.telemetry.sampling import RecordAllSampler
 
 log = logging.getLogger(__name__)
-
-LANGFUSE_OTEL_PATH = "/api/public/otel/v1/traces"
-LANGFUSE_DEFAULT_HOST = "https://cloud.langfuse.com"
 
 
 class TelemetryConfigError(ValueError):
@@ -120,24 +120,8 @@ def _otlp_exporter(env: Mapping[str, str], timeout_s: float) -> tuple[SpanExport
 def langfuse_exporter(
     public_key: str, secret_key: str, host: str, timeout_s: float = 5.0
 ) -> SpanExporter:
-    """A plain OTLP/HTTP exporter to Langfuse: Basic auth, gzip, real-time ingestion (v4)."""
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
-    headers = {"authorization": f"Basic {token}", "x-langfuse-ingestion-version": "4"}
-    exporter = OTLPSpanExporter(
-        endpoint=host.rstrip("/") + LANGFUSE_OTEL_PATH,
-        headers=headers,
-        timeout=timeout_s,
-        compression=Compression.Gzip,
-    )
-    # The SDK merges OTEL_EXPORTER_OTLP_(TRACES_)HEADERS into *every* OTLP exporter: a
-    # collector's auth token would then go to Langfuse too. Send Langfuse only its own headers.
-    client = getattr(exporter, "_client", None)
-    if client is not None and isinstance(getattr(client, "_headers", None), dict):
-        client._headers = {**headers, "Content-Encoding": "gzip"}
-    return exporter
+    """An OTLP/HTTP exporter to Langfuse with only Langfuse's own headers (telemetry.langfuse_export)."""
+    return LangfuseSpanExporter(public_key, secret_key, host, timeout_s=timeout_s)
 
 
 def configure_providers(
