@@ -120,7 +120,7 @@ def _otlp_exporter(env: Mapping[str, str], timeout_s: float) -> tuple[SpanExport
 def langfuse_exporter(
     public_key: str, secret_key: str, host: str, timeout_s: float = 5.0
 ) -> SpanExporter:
-    """An OTLP/HTTP exporter to Langfuse with only Langfuse's own headers (telemetry.langfuse_export)."""
+    """OTLP/HTTP to Langfuse with only its own headers (see telemetry.langfuse_export)."""
     return LangfuseSpanExporter(public_key, secret_key, host, timeout_s=timeout_s)
 
 
