@@ -35,6 +35,7 @@ from voicetrace.telemetry.content import capture_from_env
 from voicetrace.telemetry.core import VoiceTelemetry
 from voicetrace.telemetry.export import CountingSpanExporter, ErrorKeepingProcessor, ExportProcessor
 from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.keys import LF_RELEASE
 from voicetrace.telemetry.langfuse_export import (
     LANGFUSE_DEFAULT_HOST,
     LangfuseSpanExporter,
@@ -206,7 +207,7 @@ def configure_providers(
 def _resource_attributes(
     env: Mapping[str, str], service_name: str, extra: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME (else our default), then `extra`.
+    """OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME (else our default), LANGFUSE_RELEASE, `extra`.
     Read from `env` (not only os.environ) so a given mapping fully describes the setup."""
     attrs: dict[str, Any] = {}
     for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
@@ -216,6 +217,10 @@ def _resource_attributes(
     attrs["service.name"] = (
         env.get("OTEL_SERVICE_NAME") or attrs.get("service.name") or service_name
     )
+    # Langfuse reads the release from the span, then the resource; on the resource a child's
+    # trace update cannot null it (the Langfuse SDK's own variable name).
+    if release := env.get("LANGFUSE_RELEASE", "").strip():
+        attrs[LF_RELEASE] = release
     attrs.update(extra or {})
     return attrs
 

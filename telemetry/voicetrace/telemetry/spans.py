@@ -31,6 +31,12 @@ Event = tuple[str, Mapping[str, Any], int]
 # Turn end reasons that are not a clean ending for the *turn* (the session may be fine).
 _WARN_REASONS = frozenset({"tool_error", "client_disconnect", "server_shutdown", "budget_paused"})
 _FINISH = {"completed": "stop", "tool_error": "stop", "interrupted": "interrupted"}
+_EVENT_LEVELS = {
+    k.EV_MODEL_ERROR: k.LEVEL_ERROR,
+    k.EV_BUDGET_WARNING: k.LEVEL_WARNING,
+    k.EV_BUDGET_PAUSED: k.LEVEL_WARNING,
+}
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def iso(ns: int) -> str:
@@ -70,6 +76,13 @@ class SpanFactory:
         }
         if info.environment:
             self.ids[k.LF_ENVIRONMENT] = info.environment
+        # Trace name and tags on every span too: Langfuse v4 writes each observation as its own
+        # row with the trace name/tags of *that* span, and the root ends last (a live or crashed
+        # session would be unnamed). Release/version stay off spans (a child's trace update
+        # would null the release): `langfuse.release` is a resource attribute (setup).
+        self.ids[k.LF_TRACE_NAME] = k.SPAN_SESSION
+        if info.tags:
+            self.ids[k.LF_TRACE_TAGS] = tuple(str(t) for t in info.tags)
         self.server: Attrs = {}
         if info.server_address:
             self.server[k.SERVER_ADDRESS] = info.server_address
@@ -105,6 +118,11 @@ class SpanFactory:
             k.OPERATION_NAME: k.OP_EXECUTE_TOOL,
             k.TOOL_TYPE: "function",
         }
+        self._event_base: Attrs = {**self.ids, k.LF_OBSERVATION_TYPE: k.OBS_EVENT}
+        self._system: list[dict[str, Any]] | None = None  # redacted ChatML system message
+        # (turn number, redacted text): the trace's input / output, set from the turns.
+        self.trace_input: tuple[int, str] | None = None
+        self.trace_output: tuple[int, str] | None = None
         self._turn_name = f"{k.OP_INVOKE_AGENT} {info.agent_name}"
         self._chat_name = f"{k.OP_CHAT} {model}"
 
@@ -159,8 +177,6 @@ class SpanFactory:
             k.trace_metadata("agent"): info.agent_name,
             **self.server,
         }
-        if info.tags:
-            attrs[k.LF_TRACE_TAGS] = tuple(str(t) for t in info.tags)
         if info.system_prompt and (prompt := self.content(info.system_prompt)):
             attrs[k.SYSTEM_INSTRUCTIONS] = json.dumps(
                 [{"type": "text", "content": prompt}], ensure_ascii=False
@@ -267,8 +283,15 @@ class SpanFactory:
             said, answer = self.texts(t)
             if said:
                 attrs[k.LF_INPUT] = said
+                if self.trace_input is None or t.number < self.trace_input[0]:
+                    # The trace's input is the first utterance; the earliest turn says it at
+                    # once (a crashed session keeps it), the root repeats it at the end.
+                    self.trace_input = (t.number, said)
+                    attrs[k.LF_TRACE_INPUT] = said
             if answer:
                 attrs[k.LF_OUTPUT] = answer
+                if self.trace_output is None or t.number >= self.trace_output[0]:
+                    self.trace_output = (t.number, answer)
             if thoughts := self.content("".join(t.thoughts).strip()):
                 attrs[k.TURN_THOUGHTS] = thoughts
         error = None
@@ -340,8 +363,78 @@ class SpanFactory:
                 attrs[k.INPUT_MESSAGES] = _messages("user", said)
             if answer:
                 attrs[k.OUTPUT_MESSAGES] = _messages("assistant", answer, finish)
+            # Langfuse's chat view renders plain ChatML under every provider adapter (its
+            # Gemini adapter reads `parts[].text` and shows semconv parts as empty messages).
+            chat_in = self.chatml_input(said, t.tools)
+            if chat_in:
+                attrs[k.LF_INPUT] = _JSON.encode(chat_in)
+            if answer:
+                attrs[k.LF_OUTPUT] = _JSON.encode([{"role": "assistant", "content": answer}])
         error = reason if level == k.LEVEL_ERROR else None
         self.emit(self._chat_name, SpanKind.CLIENT, parent, t1, t3, attrs, error=error)
+
+    def chatml_input(self, said: str | None, tools: list[ToolRecord]) -> list[dict[str, Any]]:
+        """What the model was given, as ChatML: the system prompt, the user's words, then each
+        tool call it made and the result it got back (OpenAI-style `tool_calls` / `tool`
+        messages, contents as strings). Only called with content allowed; all of it redacted."""
+        assert self.redact is not None
+        if self._system is None:
+            prompt = self.content(self.info.system_prompt or "")
+            self._system = [{"role": "system", "content": prompt}] if prompt else []
+        messages = list(self._system)
+        if said:
+            messages.append({"role": "user", "content": said})
+        for tool in tools:
+            args = self.redact.json(tool.args)
+            call = {"id": tool.call_id, "type": "function", "function": {"name": tool.name}}
+            call["function"]["arguments"] = args
+            messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            if tool.response is not None or tool.error:
+                result = (
+                    self.redact.json(tool.response)
+                    if tool.response is not None
+                    else self.redact_error(tool.error or "")
+                )
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": tool.call_id,
+                        "name": tool.name,
+                        "content": result,
+                    }
+                )
+        return messages
+
+    # -- events -----------------------------------------------------------------------------------
+    def event(
+        self,
+        name: str,
+        attrs: Mapping[str, Any],
+        at_ns: int,
+        parent: Context | None,
+        turn: int | None = None,
+    ) -> None:
+        """A zero-length EVENT observation (Langfuse drops span events; this is what shows in its
+        timeline). Its attributes are mirrored as filterable observation metadata."""
+        level = _EVENT_LEVELS.get(name, k.LEVEL_DEFAULT)
+        span_attrs: Attrs = {**self._event_base, k.LF_LEVEL: level}
+        for key, value in attrs.items():
+            span_attrs[k.obs_metadata(key)] = value
+        if turn is not None:
+            span_attrs[k.TURN_NUMBER] = turn
+            span_attrs[k.obs_metadata("turn")] = turn
+        error = None
+        if level == k.LEVEL_ERROR:
+            error = str(attrs.get("reason") or name)
+            span_attrs[k.ERROR_TYPE] = name
+            span_attrs[k.LF_STATUS_MESSAGE] = error
+        self.emit(name, SpanKind.INTERNAL, parent, at_ns, at_ns, span_attrs, error=error)
+
+    def turn_events(self, t: TurnRecord, parent: Context | None) -> None:
+        """The turn's barge-in / interruption as EVENT observations under its turn span."""
+        for name, attrs, at_ns in t.events:
+            if name in k.OBSERVED_EVENTS:
+                self.event(name, attrs, at_ns, parent, t.number)
 
     def unheard_cost(
         self, usage: UsageBreakdown | None, out_ms: float, unheard_ms: float
