@@ -135,7 +135,12 @@ def test_wrong_keys_are_refused_with_401_and_counted_as_dropped(
     made: list[VoiceTelemetry],
 ) -> None:
     with LangfuseServer("pk-lf-right", "sk-lf-right") as lf:
-        env = {**lf.env(), "LANGFUSE_SECRET_KEY": "sk-lf-wrong", "OTEL_TRACES_EXPORTER": "none"}
+        env = {
+            **lf.env(),
+            "LANGFUSE_SECRET_KEY": "sk-lf-wrong",
+            "OTEL_TRACES_EXPORTER": "none",
+            "VOICETRACE_LANGFUSE_SCORES": "false",  # spans only here
+        }
         tel = configure_telemetry(
             "voicetrace-test", env=env, pricing=PriceTable.load(None), schedule_delay_ms=50
         )

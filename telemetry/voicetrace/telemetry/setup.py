@@ -42,6 +42,7 @@ from voicetrace.telemetry.langfuse_export import (
 )
 from voicetrace.telemetry.prices import PriceTable
 from voicetrace.telemetry.sampling import RecordAllSampler
+from voicetrace.telemetry.scores import SCORES_ENV, LangfuseScoreSink, ScoreProcessor
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,12 @@ def configure_providers(
     max_queue_size: int = 2048,
     schedule_delay_ms: float = 500,
     keep_error_traces: bool = True,
+    langfuse_scores: bool | None = None,
 ) -> TelemetryProviders:
-    """Build tracer and meter providers from the environment (`env` defaults to os.environ)."""
+    """Build tracer and meter providers from the environment (`env` defaults to os.environ).
+
+    With Langfuse credentials, voice KPIs also go to Langfuse as scores (telemetry.scores)
+    unless `langfuse_scores=False` or `VOICETRACE_LANGFUSE_SCORES=false`."""
     env = os.environ if env is None else env
     health = TelemetryHealth()
     if _flag(env, "OTEL_SDK_DISABLED"):
@@ -169,6 +174,10 @@ def configure_providers(
         exporters.append(
             (f"langfuse {host}", langfuse_exporter(public, secret, host, export_timeout_s))
         )
+        if _scores_enabled(env, langfuse_scores):
+            scores = _score_processor(public, secret, host, health, export_timeout_s)
+            if scores is not None:
+                tracer_provider.add_span_processor(scores)
     elif public or secret:
         log.warning(
             "Langfuse export disabled: set both LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
@@ -202,6 +211,34 @@ def configure_providers(
     return TelemetryProviders(
         tracer_provider, meter_provider, health, processors, [label for label, _ in exporters]
     )
+
+
+def _scores_enabled(env: Mapping[str, str], explicit: bool | None) -> bool:
+    if explicit is not None:
+        return explicit
+    raw = env.get(SCORES_ENV, "true").strip().lower()
+    if raw in ("true", "1", "yes", "on", ""):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise TelemetryConfigError(f"{SCORES_ENV}={raw!r} must be true or false")
+
+
+def _score_processor(
+    public: str, secret: str, host: str, health: TelemetryHealth, timeout_s: float
+) -> SpanProcessor | None:
+    """Scores need the optional `langfuse` package; without it spans still go out."""
+    try:
+        sink = LangfuseScoreSink(public, secret, host, health, timeout_s=timeout_s)
+    except ImportError:
+        log.warning(
+            "Langfuse scores disabled: install the `langfuse` extra "
+            "(pip install 'voicetrace[langfuse]') or set %s=false",
+            SCORES_ENV,
+        )
+        return None
+    log.info("sending voice KPIs as scores to langfuse %s", host)
+    return ScoreProcessor(sink, health)
 
 
 def _resource_attributes(
