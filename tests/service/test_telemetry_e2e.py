@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
@@ -18,8 +19,10 @@ from voicetrace.service.client import VoiceClient
 from voicetrace.service.voice.audio import silence, speech_like
 from voicetrace.telemetry import PriceTable
 from voicetrace.telemetry.keys import CONTENT_KEYS
+from voicetrace.telemetry.setup import configure_telemetry
 
 from tests.conftest import JWT_SECRET, RunningService
+from tests.langfuse_server import SCORES_PATH, LangfuseServer
 from tests.otlp_receiver import ReceivedSpan
 from tests.service.otlp_helpers import (
     Exported,
@@ -653,3 +656,89 @@ async def test_with_consent_generations_are_chatml_of_the_transcripts_and_the_tr
     assert result["content"] == tool.attributes["gen_ai.tool.call.result"]
     trace = to_trace(exp.spans(session_id))
     assert trace.input == said[0] and trace.output == heard[2]
+
+
+# -- 4. straight to Langfuse: its OTLP rules, scores on the same ids -------------------------------
+
+
+@pytest.fixture
+def to_langfuse() -> Iterator[Callable[..., tuple[LangfuseServer, Any]]]:
+    """A local Langfuse (enforcing its rules) and the service's telemetry exporting to it."""
+    with ExitStack() as stack:
+
+        def make(hang_scores_s: float = 0.0) -> tuple[LangfuseServer, Any]:
+            lf = stack.enter_context(LangfuseServer("pk-lf-e2e", "sk-lf-e2e"))
+            if hang_scores_s:
+                lf.hang[SCORES_PATH] = hang_scores_s
+            tel = configure_telemetry(
+                "voicetrace-e2e",
+                env={"OTEL_TRACES_EXPORTER": "none", **lf.env()},
+                pricing=PriceTable.load(None),
+                usage_wait_s=0.5,
+                export_timeout_s=1.0,
+                schedule_delay_ms=50,
+            )
+            stack.callback(tel.shutdown, 2.0)
+            return lf, tel
+
+        yield make
+
+
+async def test_a_real_session_reaches_langfuse_by_its_rules_with_scores_on_the_span_ids(
+    to_langfuse: Callable[..., tuple[LangfuseServer, Any]], start_service: Any
+) -> None:
+    lf, tel = to_langfuse()
+    svc = await start_service(telemetry=tel)
+    session_id, connecting = await connect(svc, "olga")
+    async with connecting as client:
+        await client.wait_for("session_started")
+        await timed_turn(client, "Hello there.", 1)
+        await timed_turn(client, "Find a coffee place nearby please", 2)
+        await client.send("end")
+        await client.wait_for("session_ended")
+    assert tel.force_flush(5.0)
+    spans = [s for s in lf.spans if s.attributes.get("session.id") == session_id]
+    assert lf.violations == []  # Content-Type, gzip, Basic auth, ingestion version: all held
+    tree = assert_trace_contract(spans, session_id=session_id, user_id="olga", model=MODEL)
+    assert lf.wait("scores", 2 * 2 + 5) >= 2 * 2 + 5
+    assert lf.violations == []
+    root = tree.root
+    scores = [s for s in lf.scores if s["traceId"] == root.trace_id]
+    turn_ids = {t.span_id: t for t in tree.turns}
+    per_turn = [s for s in scores if "observationId" in s]
+    assert {s["observationId"] for s in per_turn} == set(turn_ids)
+    for score in per_turn:
+        turn = turn_ids[score["observationId"]].attributes
+        assert score["value"] == turn[f"voice.turn.{score['name']}"], score
+    session = {s["name"]: s["value"] for s in scores if "observationId" not in s}
+    assert session["turns"] == 2 and session["interruption_rate"] == 0
+    assert session["cost_usd"] == root.attributes["voice.session.cost_usd"]
+    assert session["p95_ttfa_ms"] == max(t.attributes["voice.turn.ttfa_ms"] for t in tree.turns)
+
+
+async def test_voice_turn_latency_is_unchanged_while_the_langfuse_api_hangs(
+    to_langfuse: Callable[..., tuple[LangfuseServer, Any]], start_service: Any
+) -> None:
+    """Scores go out on their own thread: a Langfuse API that never answers costs the voice
+    path nothing. (A blocking send would add at least the 1 s export timeout per turn.)"""
+
+    async def turn_ms(hang_scores_s: float) -> list[float]:
+        lf, tel = to_langfuse(hang_scores_s)
+        svc = await start_service(telemetry=tel)
+        _, connecting = await connect(svc, "pete")
+        async with connecting as client:
+            await client.wait_for("session_started")
+            await timed_turn(client, "Hello there.", 1)  # warm-up; its scores go out…
+            if hang_scores_s:  # …and hang: measure only once a score request is stuck
+                await until(lambda: len(lf.of(SCORES_PATH)) >= 1, timeout_s=5.0)
+            times = [(await timed_turn(client, "Hello again.", n))[1] for n in range(2, 8)]
+            await client.send("end")
+            await client.wait_for("session_ended")
+        if hang_scores_s:
+            assert lf.scores == [] and len(lf.of(SCORES_PATH)) >= 1
+        return times
+
+    healthy = statistics.median(await turn_ms(0.0))
+    hanging = statistics.median(await turn_ms(30.0))
+    print(f"median turn: healthy {healthy:.1f} ms, Langfuse API hanging {hanging:.1f} ms")
+    assert hanging < healthy * 1.5 + 100, (healthy, hanging)
