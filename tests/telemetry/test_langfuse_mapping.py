@@ -237,3 +237,27 @@ def test_voice_events_are_zero_length_event_observations_under_turn_or_session(w
     # the span events stay, for other backends
     assert [n for n, _ in root.events if n == "model.go_away"] == ["model.go_away"]
     assert "model.interrupted" in [n for n, _ in turn.events]
+
+
+def test_budget_warning_and_pause_become_warning_level_event_observations(traced) -> None:
+    """The writer side of budget events. `SessionTrace` has no public budget method yet (its
+    owner adds one: see docs/langfuse.md), so this drives the session's writer directly, on
+    this thread while nothing else writes."""
+    s = traced.tel.start_session(session_info())
+    now = time.time_ns()
+    budget = {"metric": "usd", "used": 0.8, "limit": 1.0, "ratio": 0.8, "note": None}
+    s._w.budget(False, budget, now)
+    s._w.budget(True, {**budget, "used": 1.0, "ratio": 1.0}, now + 1000)
+    s.end("budget_paused")
+    spans = traced.spans()
+    root = next(sp for sp in spans if sp.parent is None)
+    events = {sp.name: sp for sp in spans if sp.attributes["langfuse.observation.type"] == "event"}
+    assert set(events) == {"voice.budget.warning", "voice.budget.paused"}
+    for name, span in events.items():
+        assert span.parent.span_id == root.context.span_id, name
+        assert span.start_time == span.end_time, name
+        assert span.attributes["langfuse.observation.level"] == "WARNING"
+        assert span.attributes["langfuse.observation.metadata.metric"] == "usd"
+        assert "langfuse.observation.metadata.note" not in span.attributes  # None is dropped
+    assert events["voice.budget.paused"].attributes["langfuse.observation.metadata.ratio"] == 1.0
+    assert [e.name for e in root.events] == ["voice.budget.warning", "voice.budget.paused"]

@@ -109,7 +109,8 @@ class SessionWriter:
     def budget(self, paused: bool, attrs: dict[str, Any], at_ns: int) -> None:
         """A budget warning (a limit's warn ratio was crossed) or pause (a limit was reached):
         `attrs` are plain numbers/strings such as `limit`, `used`, `ratio`, `cost_usd`."""
-        self.event(k.EV_BUDGET_PAUSED if paused else k.EV_BUDGET_WARNING, attrs, at_ns)
+        clean = {key: v for key, v in attrs.items() if isinstance(v, str | bool | int | float)}
+        self.event(k.EV_BUDGET_PAUSED if paused else k.EV_BUDGET_WARNING, clean, at_ns)
 
     def close(self, s: SessionSummary, error: str | None, end_ns: int) -> None:
         """End the root with the session's totals; it is the last job of its session."""
