@@ -13,6 +13,9 @@ Rules, as Langfuse's server implements them (langfuse/langfuse, web/src/pages/ap
   `CreateScoreRequest`): each score needs a `name`, a numeric `value` for NUMERIC, a 32-hex
   `traceId` and a 16-hex `observationId` when given (OTel ids, as our spans carry them);
   answers 202 `{"message": "Accepted"}`;
+- `PUT /api/public/models/{id}` (model definition upsert): `modelName`, a valid `matchPattern`
+  regex, a known `unit`, and either flat prices or `pricingTiers` with exactly one default tier
+  (priority 0, no conditions) and non-negative prices;
 - `GET /api/public/health` (no auth).
 
 Every violation is recorded in `violations` and answered as Langfuse would; tests assert the
@@ -43,6 +46,7 @@ from tests.otlp_receiver import ReceivedSpan, any_value
 
 OTEL_PATH = "/api/public/otel/v1/traces"
 SCORES_PATH = "/api/public/scores"
+MODELS_PATH = "/api/public/models"
 HEALTH_PATH = "/api/public/health"
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -67,6 +71,7 @@ class LangfuseServer:
     violations: list[str] = field(default_factory=list)
     spans: list[ReceivedSpan] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id (upserted)
     script: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     hang: dict[str, float] = field(default_factory=dict)
     port: int = 0
@@ -92,6 +97,9 @@ class LangfuseServer:
 
             def do_GET(self) -> None:
                 server._handle(self, "GET")
+
+            def do_PUT(self) -> None:
+                server._handle(self, "PUT")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -165,6 +173,8 @@ class LangfuseServer:
             self._traces(h, request)
         elif method == "POST" and path == SCORES_PATH:
             self._scores(h, request)
+        elif method == "PUT" and path.startswith(MODELS_PATH + "/"):
+            self._model(h, request, path.removeprefix(MODELS_PATH + "/"))
         else:
             self._violation(f"{method} {path}: no such Langfuse route")
             self._reply(h, request, 404, {"error": "Not found"})
@@ -239,6 +249,43 @@ class LangfuseServer:
             self._cond.notify_all()
         self._reply(h, request, 202, {"message": "Accepted"})
 
+    def _model(self, h: BaseHTTPRequestHandler, request: LangfuseRequest, model_id: str) -> None:
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            body = None
+        problem = _model_problem(body) if isinstance(body, dict) else "body must be an object"
+        if problem:
+            self._violation(f"models/{model_id}: {problem}")
+            self._reply(h, request, 400, {"error": problem})
+            return
+        with self._cond:
+            self.models[model_id] = body
+            self._cond.notify_all()
+        # The response is Langfuse's `Model`: the definition as stored, tiers with ids.
+        default = next(t for t in body.get("pricingTiers") or [{}] if t.get("isDefault", True))
+        prices = default.get("prices", {})
+        stored = {
+            "id": model_id,
+            "modelName": body["modelName"],
+            "matchPattern": body["matchPattern"],
+            "unit": body["unit"],
+            "startDate": None,
+            "inputPrice": None,
+            "outputPrice": None,
+            "totalPrice": None,
+            "tokenizerId": None,
+            "tokenizerConfig": None,
+            "isLangfuseManaged": False,
+            "createdAt": "2026-12-01T00:00:00.000Z",
+            "prices": {key: {"price": v} for key, v in prices.items()},
+            "pricingTiers": [
+                {**t, "id": f"{model_id}-tier-{i}", "isDefault": bool(t.get("isDefault"))}
+                for i, t in enumerate(body.get("pricingTiers") or [])
+            ],
+        }
+        self._reply(h, request, 200, stored)
+
     # -- replies --------------------------------------------------------------------------------
     def _violation(self, text: str) -> None:
         with self._cond:
@@ -274,6 +321,46 @@ class LangfuseServer:
             h.wfile.write(body)
         except OSError:
             pass  # the client gave up
+
+
+def _model_problem(body: dict[str, Any]) -> str | None:
+    """Langfuse's model definition rules (PUT /api/public/models/{id})."""
+    if not isinstance(body.get("modelName"), str) or not body["modelName"]:
+        return "modelName is required"
+    pattern = body.get("matchPattern")
+    if not isinstance(pattern, str):
+        return "matchPattern is required"
+    try:
+        re.compile(pattern)
+    except re.error:
+        return f"matchPattern {pattern!r} is not a valid regex"
+    if body.get("unit") not in (
+        "CHARACTERS",
+        "TOKENS",
+        "MILLISECONDS",
+        "SECONDS",
+        "IMAGES",
+        "REQUESTS",
+    ):
+        return "unit is invalid"
+    tiers = body.get("pricingTiers")
+    flat = [key for key in ("inputPrice", "outputPrice", "totalPrice") if body.get(key) is not None]
+    if tiers is not None and flat:
+        return "pricingTiers cannot be combined with flat prices"
+    if tiers is None:
+        return None if flat else "prices are required"
+    defaults = [t for t in tiers if t.get("isDefault")]
+    if len(defaults) != 1:
+        return "exactly one default pricing tier is required"
+    if defaults[0].get("priority") != 0 or defaults[0].get("conditions") != []:
+        return "the default tier needs priority 0 and no conditions"
+    for tier in tiers:
+        prices = tier.get("prices")
+        if not isinstance(prices, dict) or not prices:
+            return "each tier must define at least one price"
+        if any(not isinstance(v, int | float) or v < 0 for v in prices.values()):
+            return "prices must be non-negative numbers"
+    return None
 
 
 def _score_problem(score: Any) -> str | None:
