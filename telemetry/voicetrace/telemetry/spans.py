@@ -20,6 +20,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.content import Redactor
 from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.langfuse_view import chatml_input, chatml_json, event_attributes
 from voicetrace.telemetry.prices import Cost, PriceTable
 from voicetrace.telemetry.records import SessionInfo, SessionSummary
 from voicetrace.telemetry.turns import ToolRecord, TurnRecord
@@ -31,12 +32,6 @@ Event = tuple[str, Mapping[str, Any], int]
 # Turn end reasons that are not a clean ending for the *turn* (the session may be fine).
 _WARN_REASONS = frozenset({"tool_error", "client_disconnect", "server_shutdown", "budget_paused"})
 _FINISH = {"completed": "stop", "tool_error": "stop", "interrupted": "interrupted"}
-_EVENT_LEVELS = {
-    k.EV_MODEL_ERROR: k.LEVEL_ERROR,
-    k.EV_BUDGET_WARNING: k.LEVEL_WARNING,
-    k.EV_BUDGET_PAUSED: k.LEVEL_WARNING,
-}
-_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def iso(ns: int) -> str:
@@ -363,47 +358,24 @@ class SpanFactory:
                 attrs[k.INPUT_MESSAGES] = _messages("user", said)
             if answer:
                 attrs[k.OUTPUT_MESSAGES] = _messages("assistant", answer, finish)
-            # Langfuse's chat view renders plain ChatML under every provider adapter (its
-            # Gemini adapter reads `parts[].text` and shows semconv parts as empty messages).
-            chat_in = self.chatml_input(said, t.tools)
+            # Plain ChatML for Langfuse's chat view (telemetry.langfuse_view).
+            redact = self.redact
+            chat_in = chatml_input(
+                self.system_message(), said, t.tools, redact.json, self.redact_error
+            )
             if chat_in:
-                attrs[k.LF_INPUT] = _JSON.encode(chat_in)
+                attrs[k.LF_INPUT] = chatml_json(chat_in)
             if answer:
-                attrs[k.LF_OUTPUT] = _JSON.encode([{"role": "assistant", "content": answer}])
+                attrs[k.LF_OUTPUT] = chatml_json([{"role": "assistant", "content": answer}])
         error = reason if level == k.LEVEL_ERROR else None
         self.emit(self._chat_name, SpanKind.CLIENT, parent, t1, t3, attrs, error=error)
 
-    def chatml_input(self, said: str | None, tools: list[ToolRecord]) -> list[dict[str, Any]]:
-        """What the model was given, as ChatML: the system prompt, the user's words, then each
-        tool call it made and the result it got back (OpenAI-style `tool_calls` / `tool`
-        messages, contents as strings). Only called with content allowed; all of it redacted."""
-        assert self.redact is not None
+    def system_message(self) -> list[dict[str, Any]]:
+        """The redacted system prompt as a ChatML message list (built once per session)."""
         if self._system is None:
             prompt = self.content(self.info.system_prompt or "")
             self._system = [{"role": "system", "content": prompt}] if prompt else []
-        messages = list(self._system)
-        if said:
-            messages.append({"role": "user", "content": said})
-        for tool in tools:
-            args = self.redact.json(tool.args)
-            call = {"id": tool.call_id, "type": "function", "function": {"name": tool.name}}
-            call["function"]["arguments"] = args
-            messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
-            if tool.response is not None or tool.error:
-                result = (
-                    self.redact.json(tool.response)
-                    if tool.response is not None
-                    else self.redact_error(tool.error or "")
-                )
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": tool.call_id,
-                        "name": tool.name,
-                        "content": result,
-                    }
-                )
-        return messages
+        return self._system
 
     # -- events -----------------------------------------------------------------------------------
     def event(
@@ -414,20 +386,8 @@ class SpanFactory:
         parent: Context | None,
         turn: int | None = None,
     ) -> None:
-        """A zero-length EVENT observation (Langfuse drops span events; this is what shows in its
-        timeline). Its attributes are mirrored as filterable observation metadata."""
-        level = _EVENT_LEVELS.get(name, k.LEVEL_DEFAULT)
-        span_attrs: Attrs = {**self._event_base, k.LF_LEVEL: level}
-        for key, value in attrs.items():
-            span_attrs[k.obs_metadata(key)] = value
-        if turn is not None:
-            span_attrs[k.TURN_NUMBER] = turn
-            span_attrs[k.obs_metadata("turn")] = turn
-        error = None
-        if level == k.LEVEL_ERROR:
-            error = str(attrs.get("reason") or name)
-            span_attrs[k.ERROR_TYPE] = name
-            span_attrs[k.LF_STATUS_MESSAGE] = error
+        """A zero-length EVENT observation (telemetry.langfuse_view)."""
+        span_attrs, error = event_attributes(self._event_base, name, attrs, turn)
         self.emit(name, SpanKind.INTERNAL, parent, at_ns, at_ns, span_attrs, error=error)
 
     def turn_events(self, t: TurnRecord, parent: Context | None) -> None:
