@@ -115,6 +115,7 @@ class SpanFactory:
         }
         self._event_base: Attrs = {**self.ids, k.LF_OBSERVATION_TYPE: k.OBS_EVENT}
         self._system: list[dict[str, Any]] | None = None  # redacted ChatML system message
+        self._json_memo: dict[int, tuple[Any, str]] = {}  # see redacted_json
         # (turn number, redacted text): the trace's input / output, set from the turns.
         self.trace_input: tuple[int, str] | None = None
         self.trace_output: tuple[int, str] | None = None
@@ -359,9 +360,8 @@ class SpanFactory:
             if answer:
                 attrs[k.OUTPUT_MESSAGES] = _messages("assistant", answer, finish)
             # Plain ChatML for Langfuse's chat view (telemetry.langfuse_view).
-            redact = self.redact
             chat_in = chatml_input(
-                self.system_message(), said, t.tools, redact.json, self.redact_error
+                self.system_message(), said, t.tools, self.redacted_json, self.redact_error
             )
             if chat_in:
                 attrs[k.LF_INPUT] = chatml_json(chat_in)
@@ -369,6 +369,19 @@ class SpanFactory:
                 attrs[k.LF_OUTPUT] = chatml_json([{"role": "assistant", "content": answer}])
         error = reason if level == k.LEVEL_ERROR else None
         self.emit(self._chat_name, SpanKind.CLIENT, parent, t1, t3, attrs, error=error)
+
+    def redacted_json(self, value: Any) -> str:
+        """Tool arguments/results, redacted once for both the tool span and the generation's
+        ChatML (the same objects; kept with the text so an id is never reused)."""
+        assert self.redact is not None
+        hit = self._json_memo.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = self.redact.json(value)
+        if len(self._json_memo) >= 64:  # bounded: tools whose generation already went out
+            self._json_memo.clear()
+        self._json_memo[id(value)] = (value, text)
+        return text
 
     def system_message(self) -> list[dict[str, Any]]:
         """The redacted system prompt as a ChatML message list (built once per session)."""
@@ -430,9 +443,9 @@ class SpanFactory:
             attrs[k.LF_STATUS_MESSAGE] = "no result before the session ended"
         attrs[k.LF_LEVEL] = level
         if self.redact is not None:
-            attrs[k.TOOL_CALL_ARGUMENTS] = self.redact.json(tool.args)
+            attrs[k.TOOL_CALL_ARGUMENTS] = self.redacted_json(tool.args)
             if tool.response is not None:
-                attrs[k.TOOL_CALL_RESULT] = self.redact.json(tool.response)
+                attrs[k.TOOL_CALL_RESULT] = self.redacted_json(tool.response)
         self.emit(
             f"{k.OP_EXECUTE_TOOL} {tool.name}",
             SpanKind.INTERNAL,
