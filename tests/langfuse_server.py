@@ -16,6 +16,10 @@ Rules, as Langfuse's server implements them (langfuse/langfuse, web/src/pages/ap
 - `PUT /api/public/models/{id}` (model definition upsert): `modelName`, a valid `matchPattern`
   regex, a known `unit`, and either flat prices or `pricingTiers` with exactly one default tier
   (priority 0, no conditions) and non-negative prices;
+- `POST /api/public/media` (an accepted audio type, contentLength, base64 SHA-256, field,
+  OTel trace/observation ids) → 201 `{mediaId, uploadUrl}` with Langfuse's id derivation; the
+  upload URL (no auth, like a presigned URL) checks Content-Type, length and SHA-256;
+  `PATCH /api/public/media/{id}` needs `uploadHttpStatus`;
 - `GET /api/public/health` (no auth).
 
 Every violation is recorded in `violations` and answered as Langfuse would; tests assert the
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import re
 import threading
@@ -47,6 +52,9 @@ from tests.otlp_receiver import ReceivedSpan, any_value
 OTEL_PATH = "/api/public/otel/v1/traces"
 SCORES_PATH = "/api/public/scores"
 MODELS_PATH = "/api/public/models"
+MEDIA_PATH = "/api/public/media"
+UPLOAD_PATH = "/upload/"  # where our "presigned" upload URLs point
+_AUDIO_TYPES = {"audio/wav", "audio/mpeg", "audio/ogg", "audio/opus", "audio/webm", "audio/flac"}
 HEALTH_PATH = "/api/public/health"
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -72,6 +80,7 @@ class LangfuseServer:
     spans: list[ReceivedSpan] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id (upserted)
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)  # by media id
     script: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     hang: dict[str, float] = field(default_factory=dict)
     port: int = 0
@@ -100,6 +109,9 @@ class LangfuseServer:
 
             def do_PUT(self) -> None:
                 server._handle(self, "PUT")
+
+            def do_PATCH(self) -> None:
+                server._handle(self, "PATCH")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -165,6 +177,9 @@ class LangfuseServer:
         if method == "GET" and path == HEALTH_PATH:
             self._reply(h, request, 200, {"status": "OK", "version": "4.16.0"})
             return
+        if method == "PUT" and path.startswith(UPLOAD_PATH):
+            self._upload(h, request, path.removeprefix(UPLOAD_PATH))  # a presigned URL: no auth
+            return
         if not self._authorized(headers):
             self._violation(f"{path}: bad or missing Basic auth")
             self._reply(h, request, 401, {"error": "Unauthorized"})
@@ -173,6 +188,10 @@ class LangfuseServer:
             self._traces(h, request)
         elif method == "POST" and path == SCORES_PATH:
             self._scores(h, request)
+        elif method == "POST" and path == MEDIA_PATH:
+            self._media_url(h, request)
+        elif method == "PATCH" and path.startswith(MEDIA_PATH + "/"):
+            self._media_patch(h, request, path.removeprefix(MEDIA_PATH + "/"))
         elif method == "PUT" and path.startswith(MODELS_PATH + "/"):
             self._model(h, request, path.removeprefix(MODELS_PATH + "/"))
         else:
@@ -286,6 +305,62 @@ class LangfuseServer:
         }
         self._reply(h, request, 200, stored)
 
+    def _media_url(self, h: BaseHTTPRequestHandler, request: LangfuseRequest) -> None:
+        """POST /api/public/media: a media record and where to PUT its bytes (201)."""
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            body = {}
+        problem = _media_problem(body)
+        if problem:
+            self._violation(f"media: {problem}")
+            self._reply(h, request, 400, {"error": problem})
+            return
+        sha = body["sha256Hash"]
+        mid = sha.replace("+", "-").replace("/", "_")[:22]  # Langfuse's getMediaId
+        with self._cond:
+            self.media[mid] = {**body, "bytes": None, "patched": None}
+        self._reply(
+            h, request, 201, {"mediaId": mid, "uploadUrl": f"{self.base_url}{UPLOAD_PATH}{mid}"}
+        )
+
+    def _upload(self, h: BaseHTTPRequestHandler, request: LangfuseRequest, mid: str) -> None:
+        record = self.media.get(mid)
+        problem = None
+        if record is None:
+            problem = "upload to an unknown media id"
+        elif request.headers.get("content-type") != record["contentType"]:
+            problem = "upload Content-Type differs from the media record"
+        elif len(request.body) != record["contentLength"]:
+            problem = "upload length differs from contentLength"
+        elif (
+            base64.b64encode(hashlib.sha256(request.body).digest()).decode() != record["sha256Hash"]
+        ):
+            problem = "upload bytes do not match sha256Hash"
+        if problem or record is None:
+            self._violation(f"upload: {problem}")
+            self._reply(h, request, 400, {"error": problem})
+            return
+        with self._cond:
+            record["bytes"] = request.body
+            self._cond.notify_all()
+        self._send(h, 200, b"", "text/plain")
+
+    def _media_patch(self, h: BaseHTTPRequestHandler, request: LangfuseRequest, mid: str) -> None:
+        record = self.media.get(mid)
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            body = {}
+        if record is None or not isinstance(body.get("uploadHttpStatus"), int):
+            self._violation(f"media patch: unknown id or no uploadHttpStatus ({mid})")
+            self._reply(h, request, 400, {"error": "Invalid request"})
+            return
+        with self._cond:
+            record["patched"] = body
+            self._cond.notify_all()
+        self._reply(h, request, 200, {})
+
     # -- replies --------------------------------------------------------------------------------
     def _violation(self, text: str) -> None:
         with self._cond:
@@ -321,6 +396,26 @@ class LangfuseServer:
             h.wfile.write(body)
         except OSError:
             pass  # the client gave up
+
+
+def _media_problem(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "body must be an object"
+    if body.get("contentType") not in _AUDIO_TYPES:
+        return f"contentType {body.get('contentType')!r} is not an accepted audio type"
+    length = body.get("contentLength")
+    if not isinstance(length, int) or not 0 < length <= 10_000_000:
+        return "contentLength must be a positive int within the media size limit"
+    sha = body.get("sha256Hash")
+    if not isinstance(sha, str) or len(sha) != 44:
+        return "sha256Hash must be a base64 SHA-256"
+    if body.get("field") not in ("input", "output", "metadata"):
+        return "field must be input, output or metadata"
+    if not _HEX32.fullmatch(str(body.get("traceId"))):
+        return "traceId must be an OTel trace id"
+    if body.get("observationId") is not None and not _HEX16.fullmatch(str(body["observationId"])):
+        return "observationId must be an OTel span id"
+    return None
 
 
 def _model_problem(body: dict[str, Any]) -> str | None:

@@ -21,6 +21,7 @@ from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.content import Redactor
 from voicetrace.telemetry.health import TelemetryHealth
 from voicetrace.telemetry.langfuse_view import chatml_input, chatml_json, event_attributes
+from voicetrace.telemetry.media import Attachment, AudioCapture, MediaUploader
 from voicetrace.telemetry.prices import Cost, PriceTable
 from voicetrace.telemetry.records import SessionInfo, SessionSummary
 from voicetrace.telemetry.turns import ToolRecord, TurnRecord
@@ -116,6 +117,8 @@ class SpanFactory:
         self._event_base: Attrs = {**self.ids, k.LF_OBSERVATION_TYPE: k.OBS_EVENT}
         self._system: list[dict[str, Any]] | None = None  # redacted ChatML system message
         self._json_memo: dict[int, tuple[Any, str]] = {}  # see redacted_json
+        # Turn audio for Langfuse (telemetry.media): set only with capture + consent.
+        self.media: tuple[AudioCapture, MediaUploader] | None = None
         # (turn number, redacted text): the trace's input / output, set from the turns.
         self.trace_input: tuple[int, str] | None = None
         self.trace_output: tuple[int, str] | None = None
@@ -296,9 +299,30 @@ class SpanFactory:
             attrs[k.ERROR_TYPE] = reason
             attrs[k.LF_STATUS_MESSAGE] = reason
         end = max(t3, t.close_ns or t3)
-        return self.emit(
+        audio = self._audio(t, attrs) if self.media is not None and self.redact else ()
+        span = self.emit(
             self._turn_name, SpanKind.INTERNAL, parent, t0, end, attrs, t.events, error
         )
+        if audio and self.media is not None:
+            ctx = span.get_span_context()
+            for attachment in audio:
+                self.media[1].submit(attachment, f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+        return span
+
+    def _audio(self, t: TurnRecord, attrs: Attrs) -> list[Attachment]:
+        """The turn's WAV clips; its input/output become `{text, audio}` objects whose audio
+        is a Langfuse media reference (rendered as a player), the output marked where a cut
+        left it (`heard_ms`). Only with capture + consent (the caller checks)."""
+        assert self.media is not None
+        attachments = self.media[0].take(t.number)
+        for a in attachments:
+            key = k.LF_INPUT if a.field == "input" else k.LF_OUTPUT
+            value: dict[str, Any] = {"text": attrs.get(key, ""), "audio": a.reference}
+            value["audio_ms"] = round(a.duration_ms, 1)
+            if a.field == "output" and t.cut_ns is not None:
+                value["heard_ms"] = round(t.heard()[0], 1)
+            attrs[key] = json.dumps(value, ensure_ascii=False)
+        return attachments
 
     # -- generation -----------------------------------------------------------------------------
     def chat(
