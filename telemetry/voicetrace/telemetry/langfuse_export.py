@@ -26,12 +26,13 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import requests
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,11 @@ class LangfuseSpanExporter(SpanExporter):
         self.timeout_s = float(timeout_s)
         self.max_attempts = max(int(max_attempts), 1)
         self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
+        # Imported here, like the SDK's OTLP exporter in setup: only a Langfuse export pays it.
+        import requests
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        self._encode, self._errors = encode_spans, requests.RequestException
         self._headers = langfuse_headers(public_key, secret_key)
         # A session of our own: connection reuse, and no environment proxies/headers mixed in
         # beyond what requests itself honours (HTTPS_PROXY, CA bundles).
@@ -98,7 +104,7 @@ class LangfuseSpanExporter(SpanExporter):
         if self._stop.is_set():
             return SpanExportResult.FAILURE
         try:
-            body = gzip.compress(encode_spans(spans).SerializeToString(), compresslevel=6)
+            body = gzip.compress(self._encode(spans).SerializeToString(), compresslevel=6)
         except Exception as exc:
             log.warning("Langfuse export: could not encode %d spans: %s", len(spans), exc)
             return SpanExportResult.FAILURE
@@ -115,7 +121,7 @@ class LangfuseSpanExporter(SpanExporter):
                 response = self._session.post(
                     self.endpoint, data=body, headers=self._headers, timeout=left
                 )
-            except requests.RequestException as exc:
+            except self._errors as exc:
                 what = type(exc).__name__
             else:
                 status = response.status_code
