@@ -168,6 +168,7 @@ def configure_providers(
             raise TelemetryConfigError(
                 f"OTEL_TRACES_EXPORTER={name!r} is not supported (otlp, console or none)"
             )
+    scores: SpanProcessor | None = None
     public, secret = env.get("LANGFUSE_PUBLIC_KEY"), env.get("LANGFUSE_SECRET_KEY")
     if public and secret:
         host = env.get("LANGFUSE_HOST") or env.get("LANGFUSE_BASE_URL") or LANGFUSE_DEFAULT_HOST
@@ -176,8 +177,6 @@ def configure_providers(
         )
         if _scores_enabled(env, langfuse_scores):
             scores = _score_processor(public, secret, host, health, export_timeout_s)
-            if scores is not None:
-                tracer_provider.add_span_processor(scores)
     elif public or secret:
         log.warning(
             "Langfuse export disabled: set both LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
@@ -196,6 +195,8 @@ def configure_providers(
         tracer_provider.add_span_processor(processor)
     if processors and keep_error_traces:
         tracer_provider.add_span_processor(ErrorKeepingProcessor(processors, health))
+    if scores is not None:  # after the exporters: a flush serves the spans first
+        tracer_provider.add_span_processor(scores)
     health.gauge("queue_size", lambda: sum(p.queue_size() for p in processors))
     for label, _ in exporters:
         log.info("exporting spans to %s", label)  # labels hold endpoints only, never keys
