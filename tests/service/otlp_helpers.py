@@ -244,6 +244,17 @@ WARN_REASONS = frozenset({"tool_error", "client_disconnect", "server_shutdown", 
 ERROR_REASONS = frozenset({"model_error", "internal_error"})
 
 
+OBSERVED_EVENTS = frozenset(
+    {
+        "user.barge_in",
+        "model.interrupted",
+        "model.go_away",
+        "model.reconnected",
+        "model.error",
+        "voice.budget.warning",
+        "voice.budget.paused",
+    }
+)
 COMMON_KEYS = (*IDS, "langfuse.environment", "langfuse.observation.type")
 # Required keys per span, from the attribute reference of docs/telemetry.md.
 ROOT_KEYS = _keys(
@@ -315,6 +326,11 @@ class Tree:
     turns: list[ReceivedSpan]
     chats: dict[int, ReceivedSpan]
     tools: dict[int, list[ReceivedSpan]]
+    # zero-length EVENT observations (barge-in, go-away, …), under a turn or the root
+    events: list[ReceivedSpan] = field(default_factory=list)
+
+    def event_spans(self, name: str) -> list[ReceivedSpan]:
+        return [e for e in self.events if e.name == name]
 
     def turn(self, number: int) -> ReceivedSpan:
         return next(t for t in self.turns if t.attributes["voice.turn.number"] == number)
@@ -353,8 +369,9 @@ def assert_trace_contract(
     turns = by_prefix(spans, "invoke_agent ")
     chats = by_prefix(spans, "chat ")
     tools = by_prefix(spans, "execute_tool ")
-    assert len(connects) + len(turns) + len(chats) + len(tools) + 1 == len(spans), sorted(
-        s.name for s in spans
+    observed = [s for s in spans if s.attributes.get("langfuse.observation.type") == "event"]
+    assert len(connects) + len(turns) + len(chats) + len(tools) + len(observed) + 1 == len(spans), (
+        sorted(s.name for s in spans)
     )
     for span in spans:
         a = span.attributes
@@ -365,6 +382,10 @@ def assert_trace_contract(
         }, span.name
         assert not _missing(span, COMMON_KEYS), (span.name, _missing(span, COMMON_KEYS))
         assert a["langfuse.environment"] == environment
+        # Trace attributes on every span (Langfuse v4 rows; a live/crashed session is named).
+        assert a["langfuse.trace.name"] == "voice_session", span.name
+        assert a.get("langfuse.trace.tags") == root.attributes.get("langfuse.trace.tags")
+        assert not {"langfuse.release", "langfuse.version"} & set(a), span.name
         assert a.get("langfuse.observation.level") in LEVELS, (span.name, a)
         assert (span.status_code == STATUS_ERROR) == (a["langfuse.observation.level"] == "ERROR")
         assert span.end_ns >= span.start_ns > 0
@@ -441,7 +462,7 @@ def assert_trace_contract(
         assert (t.end_ns - t.start_ns) / 1e6 >= ta["voice.turn.total_ms"] - 1e-3
         if "voice.turn.ttfa_ms" in ta:
             assert ta["langfuse.observation.metadata.ttfa_ms"] == round(ta["voice.turn.ttfa_ms"], 1)
-        children = [s for s in spans if s.parent_span_id == t.span_id]
+        children = [s for s in spans if s.parent_span_id == t.span_id and s not in observed]
         turn_chats = [s for s in children if s.name.startswith("chat ")]
         turn_tools = [s for s in children if s.name.startswith("execute_tool ")]
         assert len(turn_chats) + len(turn_tools) == len(children), [s.name for s in children]
@@ -453,7 +474,21 @@ def assert_trace_contract(
         for tool in turn_tools:
             _assert_tool(tool, n)
     assert len(chat_of) == len(chats) and sum(map(len, tools_of.values())) == len(tools)
-    return Tree(root, connects, turns, chat_of, tools_of)
+    turn_ids = {t.span_id for t in turns}
+    for ev in observed:
+        # Zero length, under a turn or the root; Langfuse's EVENT keeps its start time only.
+        assert ev.start_ns == ev.end_ns, ev.name
+        assert ev.parent_span_id in turn_ids | {root.span_id}, ev.name
+        assert ev.name in OBSERVED_EVENTS, ev.name
+        if ev.parent_span_id in turn_ids:
+            turn = by_id[ev.parent_span_id]
+            assert turn.start_ns <= ev.start_ns, ev.name
+            assert ev.attributes["voice.turn.number"] == turn.attributes["voice.turn.number"]
+            # the span event stays on the turn for other backends
+            assert ev.name in [n for n, _ in turn.events], ev.name
+        else:
+            assert ev.name in [n for n, _ in root.events], ev.name
+    return Tree(root, connects, turns, chat_of, tools_of, observed)
 
 
 def _assert_chat(chat: ReceivedSpan, turn: ReceivedSpan, model: str) -> None:

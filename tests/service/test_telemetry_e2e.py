@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
@@ -18,8 +19,10 @@ from voicetrace.service.client import VoiceClient
 from voicetrace.service.voice.audio import silence, speech_like
 from voicetrace.telemetry import PriceTable
 from voicetrace.telemetry.keys import CONTENT_KEYS
+from voicetrace.telemetry.setup import configure_telemetry
 
 from tests.conftest import JWT_SECRET, RunningService
+from tests.langfuse_server import SCORES_PATH, LangfuseServer
 from tests.otlp_receiver import ReceivedSpan
 from tests.service.otlp_helpers import (
     Exported,
@@ -256,6 +259,11 @@ async def test_barge_in_cuts_the_turn_which_stays_a_default_level_observation(
     assert first.attributes["langfuse.observation.metadata.interrupted"] is True
     # Our own audio saw the user talk over the model before Gemini's `interrupted` came.
     assert "user.barge_in" in [n for n, _ in first.events]
+    # …and, since Langfuse drops span events, as a zero-length EVENT observation under turn 1.
+    (barge_in,) = tree.event_spans("user.barge_in")
+    assert barge_in.parent_span_id == first.span_id
+    assert to_observation(barge_in).type == "event"
+    assert barge_in.attributes["langfuse.observation.metadata.turn"] == 1
     assert tree.chats[1].attributes["gen_ai.response.finish_reasons"] == ("interrupted",)
     assert second.attributes["voice.turn.end_reason"] == "completed"
     assert tree.root.attributes["voice.session.interruptions"] == 1
@@ -294,6 +302,14 @@ async def test_go_away_reconnects_with_resumption_and_turn_numbers_continue(
     root = tree.root
     (go_away,) = events(root, "model.go_away")
     assert go_away == {"time_left_s": 0.2}
+    # The go-away and the reconnect are EVENT observations in Langfuse's timeline, too.
+    (go_away_obs,) = tree.event_spans("model.go_away")
+    assert go_away_obs.parent_span_id == root.span_id
+    assert to_observation(go_away_obs).type == "event"
+    assert go_away_obs.attributes["langfuse.observation.metadata.time_left_s"] == 0.2
+    (reconnect_obs,) = tree.event_spans("model.reconnected")
+    assert reconnect_obs.attributes["langfuse.observation.metadata.resumed"] is True
+    assert reconnect_obs.attributes["langfuse.observation.metadata.reason"] == "go_away"
     assert events(root, "model.resumption_update")
     assert all(e == {"resumable": True} for e in events(root, "model.resumption_update"))
     (reconnected,) = events(root, "model.reconnected")
@@ -337,6 +353,10 @@ async def test_model_error_marks_the_open_turn_and_the_session_as_errors(traced:
     assert root.attributes["langfuse.observation.level"] == "ERROR"
     (error,) = events(root, "model.error")
     assert error["code"] == 1011 and "Internal error encountered" in error["reason"]
+    (error_obs,) = tree.event_spans("model.error")
+    observation = to_observation(error_obs)
+    assert (observation.type, observation.level) == ("event", "ERROR")
+    assert "Internal error encountered" in (observation.status_message or "")
     assert "1011" in root.attributes["langfuse.observation.status_message"]
 
 
@@ -459,6 +479,8 @@ DOC_CONTENT_KEYS = frozenset(
         "gen_ai.tool.call.result",
         "langfuse.observation.input",
         "langfuse.observation.output",
+        "langfuse.trace.input",
+        "langfuse.trace.output",
         "voice.content.thoughts",
     }
 )
@@ -586,3 +608,137 @@ async def test_root_connect_and_chat_spans_name_the_live_endpoint(traced: Traced
     for span in (tree.root, *tree.connects, tree.chats[1]):
         assert span.attributes.get("server.address") == "127.0.0.1", span.name
         assert span.attributes.get("server.port") == svc.emulator.port, span.name
+
+
+async def test_with_consent_generations_are_chatml_of_the_transcripts_and_the_trace_has_io(
+    traced: Traced,
+) -> None:
+    svc, exp = await traced(capture=True)
+    session_id, connecting = await connect(svc, "nina", recording_consent=True)
+    said = ["Hello there, what can you do?", "Find a coffee place nearby please"]
+    async with connecting as client:
+        await client.wait_for("session_started")
+        for number, text in enumerate(said, start=1):
+            await timed_turn(client, text, number)
+        await client.send("end")
+        await client.wait_for("session_ended")
+    tree = exported_tree(exp, session_id, "nina", consent=True)
+    heard = {
+        n: "".join(
+            m["text"]
+            for m in client.of_type("transcript")
+            if m["role"] == "model" and m["turn"] == n
+        ).strip()
+        for n in (1, 2)
+    }
+    assert all(heard.values()), heard
+    system = json.loads(tree.root.attributes["gen_ai.system_instructions"])[0]["content"]
+    for number, text in enumerate(said, start=1):
+        generation = to_observation(tree.chats[number])
+        messages = json.loads(generation.input)
+        # Plain ChatML: string contents, system prompt first, then what the user said.
+        assert all(isinstance(m["content"], str) for m in messages)
+        assert messages[0] == {"role": "system", "content": system}
+        assert messages[1] == {"role": "user", "content": text}
+        assert json.loads(generation.output) == [{"role": "assistant", "content": heard[number]}]
+        # the semconv keys stay for other backends
+        semconv = json_attr(tree.chats[number], "gen_ai.input.messages")
+        assert semconv[0]["parts"][0]["content"] == text
+    # Turn 2's tool call and result are in its generation's input, as the tool spans have them.
+    messages = json.loads(to_observation(tree.chats[2]).input)
+    (tool,) = tree.tools[2]
+    call_id = tool.attributes["gen_ai.tool.call.id"]
+    call = next(m for m in messages if m.get("tool_calls"))["tool_calls"][0]
+    assert call["id"] == call_id and call["function"]["name"] == "search_nearby"
+    assert call["function"]["arguments"] == tool.attributes["gen_ai.tool.call.arguments"]
+    result = next(m for m in messages if m["role"] == "tool")
+    assert result["tool_call_id"] == call_id
+    assert result["content"] == tool.attributes["gen_ai.tool.call.result"]
+    trace = to_trace(exp.spans(session_id))
+    assert trace.input == said[0] and trace.output == heard[2]
+
+
+# -- 4. straight to Langfuse: its OTLP rules, scores on the same ids -------------------------------
+
+
+@pytest.fixture
+def to_langfuse() -> Iterator[Callable[..., tuple[LangfuseServer, Any]]]:
+    """A local Langfuse (enforcing its rules) and the service's telemetry exporting to it."""
+    with ExitStack() as stack:
+
+        def make(hang_scores_s: float = 0.0) -> tuple[LangfuseServer, Any]:
+            lf = stack.enter_context(LangfuseServer("pk-lf-e2e", "sk-lf-e2e"))
+            if hang_scores_s:
+                lf.hang[SCORES_PATH] = hang_scores_s
+            tel = configure_telemetry(
+                "voicetrace-e2e",
+                env={"OTEL_TRACES_EXPORTER": "none", **lf.env()},
+                pricing=PriceTable.load(None),
+                usage_wait_s=0.5,
+                export_timeout_s=1.0,
+                schedule_delay_ms=50,
+            )
+            stack.callback(tel.shutdown, 2.0)
+            return lf, tel
+
+        yield make
+
+
+async def test_a_real_session_reaches_langfuse_by_its_rules_with_scores_on_the_span_ids(
+    to_langfuse: Callable[..., tuple[LangfuseServer, Any]], start_service: Any
+) -> None:
+    lf, tel = to_langfuse()
+    svc = await start_service(telemetry=tel)
+    session_id, connecting = await connect(svc, "olga")
+    async with connecting as client:
+        await client.wait_for("session_started")
+        await timed_turn(client, "Hello there.", 1)
+        await timed_turn(client, "Find a coffee place nearby please", 2)
+        await client.send("end")
+        await client.wait_for("session_ended")
+    assert tel.force_flush(5.0)
+    spans = [s for s in lf.spans if s.attributes.get("session.id") == session_id]
+    assert lf.violations == []  # Content-Type, gzip, Basic auth, ingestion version: all held
+    tree = assert_trace_contract(spans, session_id=session_id, user_id="olga", model=MODEL)
+    assert lf.wait("scores", 2 * 2 + 5) >= 2 * 2 + 5
+    assert lf.violations == []
+    root = tree.root
+    scores = [s for s in lf.scores if s["traceId"] == root.trace_id]
+    turn_ids = {t.span_id: t for t in tree.turns}
+    per_turn = [s for s in scores if "observationId" in s]
+    assert {s["observationId"] for s in per_turn} == set(turn_ids)
+    for score in per_turn:
+        turn = turn_ids[score["observationId"]].attributes
+        assert score["value"] == turn[f"voice.turn.{score['name']}"], score
+    session = {s["name"]: s["value"] for s in scores if "observationId" not in s}
+    assert session["turns"] == 2 and session["interruption_rate"] == 0
+    assert session["cost_usd"] == root.attributes["voice.session.cost_usd"]
+    assert session["p95_ttfa_ms"] == max(t.attributes["voice.turn.ttfa_ms"] for t in tree.turns)
+
+
+async def test_voice_turn_latency_is_unchanged_while_the_langfuse_api_hangs(
+    to_langfuse: Callable[..., tuple[LangfuseServer, Any]], start_service: Any
+) -> None:
+    """Scores go out on their own thread: a Langfuse API that never answers costs the voice
+    path nothing. (A blocking send would add at least the 1 s export timeout per turn.)"""
+
+    async def turn_ms(hang_scores_s: float) -> list[float]:
+        lf, tel = to_langfuse(hang_scores_s)
+        svc = await start_service(telemetry=tel)
+        _, connecting = await connect(svc, "pete")
+        async with connecting as client:
+            await client.wait_for("session_started")
+            await timed_turn(client, "Hello there.", 1)  # warm-up; its scores go out…
+            if hang_scores_s:  # …and hang: measure only once a score request is stuck
+                await until(lambda: len(lf.of(SCORES_PATH)) >= 1, timeout_s=5.0)
+            times = [(await timed_turn(client, "Hello again.", n))[1] for n in range(2, 8)]
+            await client.send("end")
+            await client.wait_for("session_ended")
+        if hang_scores_s:
+            assert lf.scores == [] and len(lf.of(SCORES_PATH)) >= 1
+        return times
+
+    healthy = statistics.median(await turn_ms(0.0))
+    hanging = statistics.median(await turn_ms(30.0))
+    print(f"median turn: healthy {healthy:.1f} ms, Langfuse API hanging {hanging:.1f} ms")
+    assert hanging < healthy * 1.5 + 100, (healthy, hanging)

@@ -62,6 +62,9 @@ class Observation:
     input: Any
     output: Any
     metadata: dict[str, Any] = field(default_factory=dict)
+    # v4 writes each observation as its own row with the trace name and tags of *its* span.
+    trace_name: str | None = None
+    trace_tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Trace:
     metadata: dict[str, Any] = field(default_factory=dict)
     environment: str = "default"
     release: str | None = None
+    input: Any = None
+    output: Any = None
 
 
 def observation_type(a: dict[str, Any]) -> str:
@@ -174,6 +179,8 @@ def to_observation(span: ReceivedSpan) -> Observation:
         input=inp,
         output=out,
         metadata=_metadata(a, "langfuse.observation.metadata"),
+        trace_name=a.get("langfuse.trace.name"),
+        trace_tags=tuple(a.get("langfuse.trace.tags", ())),
     )
 
 
@@ -206,6 +213,8 @@ def to_trace(spans: list[ReceivedSpan]) -> Trace:
         trace.tags = tuple(a.get("langfuse.trace.tags", ()))
         trace.metadata.update(_metadata(a, "langfuse.trace.metadata"))
         trace.release = a.get("langfuse.release", span.resource.get("langfuse.release"))
+        trace.input = a.get("langfuse.trace.input", a.get("langfuse.observation.input"))
+        trace.output = a.get("langfuse.trace.output", a.get("langfuse.observation.output"))
     first = min(spans, key=lambda s: s.end_ns) if spans else None
     if first is not None:
         trace.environment = _environment(first.attributes, first.resource) or "default"
@@ -218,6 +227,15 @@ def to_trace(spans: list[ReceivedSpan]) -> Trace:
         if "langfuse.user.id" in a or "user.id" in a:
             trace.user_id = a.get("langfuse.user.id", a.get("user.id"))
         trace.metadata.update(_metadata(a, "langfuse.trace.metadata"))
+        # A child's trace attributes update the trace (a lost root leaves it named).
+        if trace.name is None and "langfuse.trace.name" in a:
+            trace.name = a["langfuse.trace.name"]
+        if not trace.tags and "langfuse.trace.tags" in a:
+            trace.tags = tuple(a["langfuse.trace.tags"])
+        if trace.input is None and "langfuse.trace.input" in a:
+            trace.input = a["langfuse.trace.input"]
+        if trace.output is None and "langfuse.trace.output" in a:
+            trace.output = a["langfuse.trace.output"]
         if any(key.startswith("langfuse.trace.") for key in a) or session is not None:
             # A child trace update overwrites release with null (set release on the resource).
             trace.release = span.resource.get("langfuse.release")

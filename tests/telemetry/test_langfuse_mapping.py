@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -43,7 +44,12 @@ def wire() -> list[ReceivedSpan]:
             schedule_delay_ms=20,
         )
         s = tel.start_session(
-            session_info(tags=("mode:test", "beta"), environment="Staging", recording_consent=True)
+            session_info(
+                tags=("mode:test", "beta"),
+                environment="Staging",
+                recording_consent=True,
+                system_prompt="You are a helpful voice assistant.",
+            )
         )
         s.connect_started()
         s.connect_finished()
@@ -56,13 +62,15 @@ def wire() -> list[ReceivedSpan]:
         s.output_transcript("Kaffe is close.")
         s.usage(USAGE)
         s.turn_complete()
+        s.go_away(4.5)
+        s.reconnected("go_away", 0.2, resumed=True)
         s.user_text("and now?")
         s.model_audio(960)
         s.interrupted()
         s.turn_complete()
         s.end("client_disconnect")
         tel.force_flush(3.0)
-        spans = rx.wait_for_spans(7)
+        spans = rx.wait_for_spans(11)
         tel.shutdown(1.0)
     return spans
 
@@ -77,10 +85,19 @@ def _obs(wire: list[ReceivedSpan]) -> dict[str, list[Observation]]:
 
 def test_observation_types_are_the_intended_ones(wire) -> None:
     obs = _obs(wire)
-    assert sorted(o.name for o in obs["span"]) == ["model.connect", "voice_session"]
+    assert sorted(o.name for o in obs["span"]) == [
+        "model.connect",
+        "model.connect",
+        "voice_session",
+    ]
     assert len(obs["agent"]) == 2 and len(obs["generation"]) == 2
     assert [o.name for o in obs["tool"]] == ["search_nearby"]
-    assert set(obs) == {"span", "agent", "generation", "tool"}
+    assert sorted(o.name for o in obs["event"]) == [
+        "model.go_away",
+        "model.interrupted",
+        "model.reconnected",
+    ]
+    assert set(obs) == {"span", "agent", "generation", "tool", "event"}
 
 
 def test_every_level_is_valid_so_no_observation_is_dropped(wire) -> None:
@@ -146,3 +163,101 @@ def test_content_maps_to_input_and_output(wire) -> None:
     first = next(o for o in obs["agent"] if o.metadata["turn"] == 1)
     assert first.input == "find coffee near me" and first.output == "Kaffe is close."
     assert obs["tool"][0].input == '{"q":"coffee"}'
+
+
+def test_every_observation_row_carries_the_trace_name_tags_user_and_session(wire) -> None:
+    for span in wire:
+        o = to_observation(span)
+        assert (o.trace_name, o.trace_tags) == ("voice_session", ("mode:test", "beta")), span.name
+        assert span.attributes["user.id"] == "alice", span.name
+        assert span.attributes["session.id"] == "sess-1", span.name
+        assert span.attributes["langfuse.environment"] == "Staging", span.name
+        # release/version never on a span: a child's trace update would null the release
+        assert not {"langfuse.release", "langfuse.version"} & set(span.attributes), span.name
+
+
+def test_a_session_without_its_root_is_still_a_named_tagged_trace(wire) -> None:
+    trace = to_trace([s for s in wire if s.parent_span_id])
+    assert trace.name == "voice_session" and trace.tags == ("mode:test", "beta")
+    assert trace.input == "find coffee near me"  # the first turn said it at once
+
+
+def test_generations_show_chatml_with_system_prompt_tool_call_and_result(wire) -> None:
+    first, second = sorted(_obs(wire)["generation"], key=lambda o: o.completion_start_time or "")
+    assert json.loads(first.input) == [
+        {"role": "system", "content": "You are a helpful voice assistant."},
+        {"role": "user", "content": "find coffee near me"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "search_nearby", "arguments": '{"q":"coffee"}'},
+                }
+            ],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "name": "search_nearby",
+            "content": '{"places":["Kaffe"]}',
+        },
+    ]
+    assert json.loads(first.output) == [{"role": "assistant", "content": "Kaffe is close."}]
+    # every message's content is a plain string: rendered by every Langfuse chat adapter
+    assert all(isinstance(m["content"], str) for m in json.loads(second.input))
+    assert json.loads(second.input)[-1] == {"role": "user", "content": "and now?"}
+    assert second.output is None  # the model said nothing in words before it was cut
+
+
+def test_trace_input_and_output_are_the_first_utterance_and_last_reply(wire) -> None:
+    trace = to_trace(wire)
+    assert trace.input == "find coffee near me"
+    assert trace.output == "Kaffe is close."
+
+
+def test_voice_events_are_zero_length_event_observations_under_turn_or_session(wire) -> None:
+    by_id = {s.span_id: s for s in wire}
+    events = {s.name: s for s in wire if s.attributes["langfuse.observation.type"] == "event"}
+    root = next(s for s in wire if not s.parent_span_id)
+    for name, span in events.items():
+        assert span.start_ns == span.end_ns, name
+        assert to_observation(span).level == "DEFAULT", name
+    interrupted = events["model.interrupted"]
+    turn = by_id[interrupted.parent_span_id]
+    assert turn.name.startswith("invoke_agent") and turn.attributes["voice.turn.number"] == 2
+    assert interrupted.attributes["langfuse.observation.metadata.turn"] == 2
+    assert events["model.go_away"].parent_span_id == root.span_id
+    assert events["model.go_away"].attributes["langfuse.observation.metadata.time_left_s"] == 4.5
+    reconnected = events["model.reconnected"].attributes
+    assert reconnected["langfuse.observation.metadata.resumed"] is True
+    assert reconnected["langfuse.observation.metadata.reason"] == "go_away"
+    # the span events stay, for other backends
+    assert [n for n, _ in root.events if n == "model.go_away"] == ["model.go_away"]
+    assert "model.interrupted" in [n for n, _ in turn.events]
+
+
+def test_budget_warning_and_pause_become_warning_level_event_observations(traced) -> None:
+    """The writer side of budget events. `SessionTrace` has no public budget method yet (its
+    owner adds one: see docs/langfuse.md), so this drives the session's writer directly, on
+    this thread while nothing else writes."""
+    s = traced.tel.start_session(session_info())
+    now = time.time_ns()
+    budget = {"metric": "usd", "used": 0.8, "limit": 1.0, "ratio": 0.8, "note": None}
+    s._w.budget(False, budget, now)
+    s._w.budget(True, {**budget, "used": 1.0, "ratio": 1.0}, now + 1000)
+    s.end("budget_paused")
+    spans = traced.spans()
+    root = next(sp for sp in spans if sp.parent is None)
+    events = {sp.name: sp for sp in spans if sp.attributes["langfuse.observation.type"] == "event"}
+    assert set(events) == {"voice.budget.warning", "voice.budget.paused"}
+    for name, span in events.items():
+        assert span.parent.span_id == root.context.span_id, name
+        assert span.start_time == span.end_time, name
+        assert span.attributes["langfuse.observation.level"] == "WARNING"
+        assert span.attributes["langfuse.observation.metadata.metric"] == "usd"
+        assert "langfuse.observation.metadata.note" not in span.attributes  # None is dropped
+    assert events["voice.budget.paused"].attributes["langfuse.observation.metadata.ratio"] == 1.0
+    assert [e.name for e in root.events] == ["voice.budget.warning", "voice.budget.paused"]

@@ -106,11 +106,12 @@ def test_sessions_ending_in_error_are_exported_even_when_sampled_out(sampled_out
     _session(tel, "healthy", error=False)
     _session(tel, "broken", error=True)
     tel.force_flush(2.0)
-    spans = rx.wait_for_spans(3)
+    spans = rx.wait_for_spans(4)
     assert {s.attributes[k.SESSION_ID] for s in spans} == {"broken"}
     assert sorted(s.name for s in spans) == [
         "chat gemini-3.8-live",
         "invoke_agent voicetrace",
+        "model.error",  # the EVENT observation of the model error
         "voice_session",
     ]
     assert tel.health()["kept_error_traces"] == 1

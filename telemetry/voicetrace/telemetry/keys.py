@@ -79,7 +79,11 @@ LF_OBS_METADATA: Final = "langfuse.observation.metadata"  # + ".<key>" (filterab
 LF_TRACE_NAME: Final = "langfuse.trace.name"
 LF_TRACE_TAGS: Final = "langfuse.trace.tags"
 LF_TRACE_METADATA: Final = "langfuse.trace.metadata"  # + ".<key>"
+LF_TRACE_INPUT: Final = "langfuse.trace.input"  # content: first user utterance
+LF_TRACE_OUTPUT: Final = "langfuse.trace.output"  # content: last model reply
 LF_ENVIRONMENT: Final = "langfuse.environment"
+# Resource attribute (never a span attribute: a child's trace update would null it).
+LF_RELEASE: Final = "langfuse.release"
 
 # Langfuse levels: exact upper case, anything else drops the observation in Langfuse v3.
 LEVEL_DEBUG: Final = "DEBUG"
@@ -93,6 +97,7 @@ OBS_SPAN: Final = "span"
 OBS_AGENT: Final = "agent"
 OBS_GENERATION: Final = "generation"
 OBS_TOOL: Final = "tool"
+OBS_EVENT: Final = "event"
 
 
 def obs_metadata(key: str) -> str:
@@ -166,6 +171,8 @@ CONTENT_KEYS: Final = frozenset(
         TOOL_CALL_RESULT,
         LF_INPUT,
         LF_OUTPUT,
+        LF_TRACE_INPUT,
+        LF_TRACE_OUTPUT,
         TURN_THOUGHTS,
     }
 )
@@ -185,6 +192,22 @@ EV_RECONNECT: Final = "model.reconnected"
 EV_PLAYBACK_STARTED: Final = "client.playback.started"
 EV_PLAYBACK_STOPPED: Final = "client.playback.stopped"
 EV_MODEL_ERROR: Final = "model.error"
+EV_BUDGET_WARNING: Final = "voice.budget.warning"
+EV_BUDGET_PAUSED: Final = "voice.budget.paused"
+
+# Span events that are also zero-length EVENT observations (Langfuse drops span events): what
+# must be visible in its timeline. Resumption updates stay span events only (one per turn).
+OBSERVED_EVENTS: Final = frozenset(
+    {
+        EV_BARGE_IN,
+        EV_INTERRUPTED,
+        EV_GO_AWAY,
+        EV_RECONNECT,
+        EV_MODEL_ERROR,
+        EV_BUDGET_WARNING,
+        EV_BUDGET_PAUSED,
+    }
+)
 
 # Turn and session end reasons: `records.EndReason` (one StrEnum); these are its values.
 END_REASONS: Final = frozenset(r.value for r in EndReason)

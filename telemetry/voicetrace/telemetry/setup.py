@@ -9,7 +9,6 @@ exporter: the Langfuse SDK's own processor costs ~5x per span). Secrets are neve
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -36,13 +35,16 @@ from voicetrace.telemetry.content import capture_from_env
 from voicetrace.telemetry.core import VoiceTelemetry
 from voicetrace.telemetry.export import CountingSpanExporter, ErrorKeepingProcessor, ExportProcessor
 from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.keys import LF_RELEASE
+from voicetrace.telemetry.langfuse_export import (
+    LANGFUSE_DEFAULT_HOST,
+    LangfuseSpanExporter,
+)
 from voicetrace.telemetry.prices import PriceTable
 from voicetrace.telemetry.sampling import RecordAllSampler
+from voicetrace.telemetry.scores import SCORES_ENV, LangfuseScoreSink, ScoreProcessor
 
 log = logging.getLogger(__name__)
-
-LANGFUSE_OTEL_PATH = "/api/public/otel/v1/traces"
-LANGFUSE_DEFAULT_HOST = "https://cloud.langfuse.com"
 
 
 class TelemetryConfigError(ValueError):
@@ -120,24 +122,8 @@ def _otlp_exporter(env: Mapping[str, str], timeout_s: float) -> tuple[SpanExport
 def langfuse_exporter(
     public_key: str, secret_key: str, host: str, timeout_s: float = 5.0
 ) -> SpanExporter:
-    """A plain OTLP/HTTP exporter to Langfuse: Basic auth, gzip, real-time ingestion (v4)."""
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
-    headers = {"authorization": f"Basic {token}", "x-langfuse-ingestion-version": "4"}
-    exporter = OTLPSpanExporter(
-        endpoint=host.rstrip("/") + LANGFUSE_OTEL_PATH,
-        headers=headers,
-        timeout=timeout_s,
-        compression=Compression.Gzip,
-    )
-    # The SDK merges OTEL_EXPORTER_OTLP_(TRACES_)HEADERS into *every* OTLP exporter: a
-    # collector's auth token would then go to Langfuse too. Send Langfuse only its own headers.
-    client = getattr(exporter, "_client", None)
-    if client is not None and isinstance(getattr(client, "_headers", None), dict):
-        client._headers = {**headers, "Content-Encoding": "gzip"}
-    return exporter
+    """OTLP/HTTP to Langfuse with only its own headers (see telemetry.langfuse_export)."""
+    return LangfuseSpanExporter(public_key, secret_key, host, timeout_s=timeout_s)
 
 
 def configure_providers(
@@ -151,8 +137,12 @@ def configure_providers(
     max_queue_size: int = 2048,
     schedule_delay_ms: float = 500,
     keep_error_traces: bool = True,
+    langfuse_scores: bool | None = None,
 ) -> TelemetryProviders:
-    """Build tracer and meter providers from the environment (`env` defaults to os.environ)."""
+    """Build tracer and meter providers from the environment (`env` defaults to os.environ).
+
+    With Langfuse credentials, voice KPIs also go to Langfuse as scores (telemetry.scores)
+    unless `langfuse_scores=False` or `VOICETRACE_LANGFUSE_SCORES=false`."""
     env = os.environ if env is None else env
     health = TelemetryHealth()
     if _flag(env, "OTEL_SDK_DISABLED"):
@@ -178,12 +168,15 @@ def configure_providers(
             raise TelemetryConfigError(
                 f"OTEL_TRACES_EXPORTER={name!r} is not supported (otlp, console or none)"
             )
+    scores: SpanProcessor | None = None
     public, secret = env.get("LANGFUSE_PUBLIC_KEY"), env.get("LANGFUSE_SECRET_KEY")
     if public and secret:
         host = env.get("LANGFUSE_HOST") or env.get("LANGFUSE_BASE_URL") or LANGFUSE_DEFAULT_HOST
         exporters.append(
             (f"langfuse {host}", langfuse_exporter(public, secret, host, export_timeout_s))
         )
+        if _scores_enabled(env, langfuse_scores):
+            scores = _score_processor(public, secret, host, health, export_timeout_s)
     elif public or secret:
         log.warning(
             "Langfuse export disabled: set both LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
@@ -202,6 +195,8 @@ def configure_providers(
         tracer_provider.add_span_processor(processor)
     if processors and keep_error_traces:
         tracer_provider.add_span_processor(ErrorKeepingProcessor(processors, health))
+    if scores is not None:  # after the exporters: a flush serves the spans first
+        tracer_provider.add_span_processor(scores)
     health.gauge("queue_size", lambda: sum(p.queue_size() for p in processors))
     for label, _ in exporters:
         log.info("exporting spans to %s", label)  # labels hold endpoints only, never keys
@@ -219,10 +214,38 @@ def configure_providers(
     )
 
 
+def _scores_enabled(env: Mapping[str, str], explicit: bool | None) -> bool:
+    if explicit is not None:
+        return explicit
+    raw = env.get(SCORES_ENV, "true").strip().lower()
+    if raw in ("true", "1", "yes", "on", ""):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise TelemetryConfigError(f"{SCORES_ENV}={raw!r} must be true or false")
+
+
+def _score_processor(
+    public: str, secret: str, host: str, health: TelemetryHealth, timeout_s: float
+) -> SpanProcessor | None:
+    """Scores need the optional `langfuse` package; without it spans still go out."""
+    try:
+        sink = LangfuseScoreSink(public, secret, host, health, timeout_s=timeout_s)
+    except ImportError:
+        log.warning(
+            "Langfuse scores disabled: install the `langfuse` extra "
+            "(pip install 'voicetrace[langfuse]') or set %s=false",
+            SCORES_ENV,
+        )
+        return None
+    log.info("sending voice KPIs as scores to langfuse %s", host)
+    return ScoreProcessor(sink, health)
+
+
 def _resource_attributes(
     env: Mapping[str, str], service_name: str, extra: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME (else our default), then `extra`.
+    """OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME (else our default), LANGFUSE_RELEASE, `extra`.
     Read from `env` (not only os.environ) so a given mapping fully describes the setup."""
     attrs: dict[str, Any] = {}
     for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
@@ -232,6 +255,10 @@ def _resource_attributes(
     attrs["service.name"] = (
         env.get("OTEL_SERVICE_NAME") or attrs.get("service.name") or service_name
     )
+    # Langfuse reads the release from the span, then the resource; on the resource a child's
+    # trace update cannot null it (the Langfuse SDK's own variable name).
+    if release := env.get("LANGFUSE_RELEASE", "").strip():
+        attrs[LF_RELEASE] = release
     attrs.update(extra or {})
     return attrs
 

@@ -20,6 +20,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.content import Redactor
 from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.langfuse_view import chatml_input, chatml_json, event_attributes
+from voicetrace.telemetry.media import Attachment, AudioCapture, MediaUploader
 from voicetrace.telemetry.prices import Cost, PriceTable
 from voicetrace.telemetry.records import SessionInfo, SessionSummary
 from voicetrace.telemetry.turns import ToolRecord, TurnRecord
@@ -72,6 +74,13 @@ class SpanFactory:
         }
         if info.environment:
             self.ids[k.LF_ENVIRONMENT] = info.environment
+        # Trace name and tags on every span too: Langfuse v4 writes each observation as its own
+        # row with the trace name/tags of *that* span, and the root ends last (a live or crashed
+        # session would be unnamed). Release/version stay off spans (a child's trace update
+        # would null the release): `langfuse.release` is a resource attribute (setup).
+        self.ids[k.LF_TRACE_NAME] = k.SPAN_SESSION
+        if info.tags:
+            self.ids[k.LF_TRACE_TAGS] = tuple(str(t) for t in info.tags)
         self.server: Attrs = {}
         if info.server_address:
             self.server[k.SERVER_ADDRESS] = info.server_address
@@ -107,6 +116,14 @@ class SpanFactory:
             k.OPERATION_NAME: k.OP_EXECUTE_TOOL,
             k.TOOL_TYPE: "function",
         }
+        self._event_base: Attrs = {**self.ids, k.LF_OBSERVATION_TYPE: k.OBS_EVENT}
+        self._system: list[dict[str, Any]] | None = None  # redacted ChatML system message
+        self._json_memo: dict[int, tuple[Any, str]] = {}  # see redacted_json
+        # Turn audio for Langfuse (telemetry.media): set only with capture + consent.
+        self.media: tuple[AudioCapture, MediaUploader] | None = None
+        # (turn number, redacted text): the trace's input / output, set from the turns.
+        self.trace_input: tuple[int, str] | None = None
+        self.trace_output: tuple[int, str] | None = None
         self._turn_name = f"{k.OP_INVOKE_AGENT} {info.agent_name}"
         self._chat_name = f"{k.OP_CHAT} {model}"
 
@@ -161,8 +178,6 @@ class SpanFactory:
             k.trace_metadata("agent"): info.agent_name,
             **self.server,
         }
-        if info.tags:
-            attrs[k.LF_TRACE_TAGS] = tuple(str(t) for t in info.tags)
         if info.system_prompt and (prompt := self.content(info.system_prompt)):
             attrs[k.SYSTEM_INSTRUCTIONS] = json.dumps(
                 [{"type": "text", "content": prompt}], ensure_ascii=False
@@ -269,8 +284,15 @@ class SpanFactory:
             said, answer = self.texts(t)
             if said:
                 attrs[k.LF_INPUT] = said
+                if self.trace_input is None or t.number < self.trace_input[0]:
+                    # The trace's input is the first utterance; the earliest turn says it at
+                    # once (a crashed session keeps it), the root repeats it at the end.
+                    self.trace_input = (t.number, said)
+                    attrs[k.LF_TRACE_INPUT] = said
             if answer:
                 attrs[k.LF_OUTPUT] = answer
+                if self.trace_output is None or t.number >= self.trace_output[0]:
+                    self.trace_output = (t.number, answer)
             if thoughts := self.content("".join(t.thoughts).strip()):
                 attrs[k.TURN_THOUGHTS] = thoughts
         error = None
@@ -279,9 +301,30 @@ class SpanFactory:
             attrs[k.ERROR_TYPE] = reason
             attrs[k.LF_STATUS_MESSAGE] = reason
         end = max(t3, t.close_ns or t3)
-        return self.emit(
+        audio = self._audio(t, attrs) if self.media is not None and self.redact else ()
+        span = self.emit(
             self._turn_name, SpanKind.INTERNAL, parent, t0, end, attrs, t.events, error
         )
+        if audio and self.media is not None:
+            ctx = span.get_span_context()
+            for attachment in audio:
+                self.media[1].submit(attachment, f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+        return span
+
+    def _audio(self, t: TurnRecord, attrs: Attrs) -> list[Attachment]:
+        """The turn's WAV clips; its input/output become `{text, audio}` objects whose audio
+        is a Langfuse media reference (rendered as a player), the output marked where a cut
+        left it (`heard_ms`). Only with capture + consent (the caller checks)."""
+        assert self.media is not None
+        attachments = self.media[0].take(t.number)
+        for a in attachments:
+            key = k.LF_INPUT if a.field == "input" else k.LF_OUTPUT
+            value: dict[str, Any] = {"text": attrs.get(key, ""), "audio": a.reference}
+            value["audio_ms"] = round(a.duration_ms, 1)
+            if a.field == "output" and t.cut_ns is not None:
+                value["heard_ms"] = round(t.heard()[0], 1)
+            attrs[key] = json.dumps(value, ensure_ascii=False)
+        return attachments
 
     # -- generation -----------------------------------------------------------------------------
     def chat(
@@ -342,8 +385,55 @@ class SpanFactory:
                 attrs[k.INPUT_MESSAGES] = _messages("user", said)
             if answer:
                 attrs[k.OUTPUT_MESSAGES] = _messages("assistant", answer, finish)
+            # Plain ChatML for Langfuse's chat view (telemetry.langfuse_view).
+            chat_in = chatml_input(
+                self.system_message(), said, t.tools, self.redacted_json, self.redact_error
+            )
+            if chat_in:
+                attrs[k.LF_INPUT] = chatml_json(chat_in)
+            if answer:
+                attrs[k.LF_OUTPUT] = chatml_json([{"role": "assistant", "content": answer}])
         error = reason if level == k.LEVEL_ERROR else None
         self.emit(self._chat_name, SpanKind.CLIENT, parent, t1, t3, attrs, error=error)
+
+    def redacted_json(self, value: Any) -> str:
+        """Tool arguments/results, redacted once for both the tool span and the generation's
+        ChatML (the same objects; kept with the text so an id is never reused)."""
+        assert self.redact is not None
+        hit = self._json_memo.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = self.redact.json(value)
+        if len(self._json_memo) >= 64:  # bounded: tools whose generation already went out
+            self._json_memo.clear()
+        self._json_memo[id(value)] = (value, text)
+        return text
+
+    def system_message(self) -> list[dict[str, Any]]:
+        """The redacted system prompt as a ChatML message list (built once per session)."""
+        if self._system is None:
+            prompt = self.content(self.info.system_prompt or "")
+            self._system = [{"role": "system", "content": prompt}] if prompt else []
+        return self._system
+
+    # -- events -----------------------------------------------------------------------------------
+    def event(
+        self,
+        name: str,
+        attrs: Mapping[str, Any],
+        at_ns: int,
+        parent: Context | None,
+        turn: int | None = None,
+    ) -> None:
+        """A zero-length EVENT observation (telemetry.langfuse_view)."""
+        span_attrs, error = event_attributes(self._event_base, name, attrs, turn)
+        self.emit(name, SpanKind.INTERNAL, parent, at_ns, at_ns, span_attrs, error=error)
+
+    def turn_events(self, t: TurnRecord, parent: Context | None) -> None:
+        """The turn's barge-in / interruption as EVENT observations under its turn span."""
+        for name, attrs, at_ns in t.events:
+            if name in k.OBSERVED_EVENTS:
+                self.event(name, attrs, at_ns, parent, t.number)
 
     def unheard_cost(
         self, usage: UsageBreakdown | None, out_ms: float, unheard_ms: float
@@ -379,9 +469,9 @@ class SpanFactory:
             attrs[k.LF_STATUS_MESSAGE] = "no result before the session ended"
         attrs[k.LF_LEVEL] = level
         if self.redact is not None:
-            attrs[k.TOOL_CALL_ARGUMENTS] = self.redact.json(tool.args)
+            attrs[k.TOOL_CALL_ARGUMENTS] = self.redacted_json(tool.args)
             if tool.response is not None:
-                attrs[k.TOOL_CALL_RESULT] = self.redact.json(tool.response)
+                attrs[k.TOOL_CALL_RESULT] = self.redacted_json(tool.response)
         self.emit(
             f"{k.OP_EXECUTE_TOOL} {tool.name}",
             SpanKind.INTERNAL,

@@ -75,6 +75,7 @@ class SessionWriter:
                 self.health.add("turns_emitted")
             except Exception as exc:
                 self.health.error("emit", exc)
+            self._child(t, self.spans.turn_events, t, t.ctx)
         for tool, end_ns in tools:
             if tool.status in ("ok", "error"):
                 self.metrics.tool(tool.name, tool.status)
@@ -89,14 +90,27 @@ class SessionWriter:
         self.metrics.perceived(seconds)
 
     def event(self, name: str, attrs: dict[str, Any], at_ns: int) -> None:
+        """A session-level event: a span event on the root (for every backend) and, for the
+        ones that matter in Langfuse's timeline, a zero-length EVENT observation under it."""
         self.root.add_event(name, attrs, timestamp=at_ns)
+        if name in k.OBSERVED_EVENTS and self.root_ctx is not None:
+            try:
+                self.spans.event(name, attrs, at_ns, self.root_ctx)
+            except Exception as exc:
+                self.health.error("emit", exc)
 
     def model_error(self, code: int | None, reason: str, at_ns: int) -> None:
         attrs = {
             "code": code if code is not None else -1,
             "reason": self.spans.redact_error(reason),
         }
-        self.root.add_event(k.EV_MODEL_ERROR, attrs, timestamp=at_ns)
+        self.event(k.EV_MODEL_ERROR, attrs, at_ns)
+
+    def budget(self, paused: bool, attrs: dict[str, Any], at_ns: int) -> None:
+        """A budget warning (a limit's warn ratio was crossed) or pause (a limit was reached):
+        `attrs` are plain numbers/strings such as `limit`, `used`, `ratio`, `cost_usd`."""
+        clean = {key: v for key, v in attrs.items() if isinstance(v, str | bool | int | float)}
+        self.event(k.EV_BUDGET_PAUSED if paused else k.EV_BUDGET_WARNING, clean, at_ns)
 
     def close(self, s: SessionSummary, error: str | None, end_ns: int) -> None:
         """End the root with the session's totals; it is the last job of its session."""
@@ -107,7 +121,14 @@ class SessionWriter:
                 error = None
             if self.root is not INVALID_SPAN:
                 try:
-                    self.root.set_attributes(SpanFactory.root_end_attributes(s, error))
+                    attrs = SpanFactory.root_end_attributes(s, error)
+                    # Content (from the turns, so only with capture + consent): Langfuse's
+                    # trace list shows these as the session's input and output.
+                    if self.spans.trace_input is not None:
+                        attrs[k.LF_TRACE_INPUT] = self.spans.trace_input[1]
+                    if self.spans.trace_output is not None:
+                        attrs[k.LF_TRACE_OUTPUT] = self.spans.trace_output[1]
+                    self.root.set_attributes(attrs)
                     if error:
                         self.root.set_status(Status(StatusCode.ERROR, error))
                 finally:
