@@ -240,15 +240,11 @@ def test_voice_events_are_zero_length_event_observations_under_turn_or_session(w
 
 
 def test_budget_warning_and_pause_become_warning_level_event_observations(traced) -> None:
-    """The writer side of budget events. `SessionTrace` has no public budget method yet (its
-    owner adds one: see docs/langfuse.md), so this drives the session's writer directly, on
-    this thread while nothing else writes."""
     s = traced.tel.start_session(session_info())
-    now = time.time_ns()
-    budget = {"metric": "usd", "used": 0.8, "limit": 1.0, "ratio": 0.8, "note": None}
-    s._w.budget(False, budget, now)
-    s._w.budget(True, {**budget, "used": 1.0, "ratio": 1.0}, now + 1000)
-    s.end("budget_paused")
+    budget = {"metric": "usd", "used": 0.8, "limit": 1.0, "ratio": 0.8}
+    s.budget(False, **budget)
+    s.budget(True, **{**budget, "used": 1.0, "ratio": 1.0})
+    s.end("budget_exhausted")
     spans = traced.spans()
     root = next(sp for sp in spans if sp.parent is None)
     events = {sp.name: sp for sp in spans if sp.attributes["langfuse.observation.type"] == "event"}

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from voicetrace.telemetry import PriceTable, UsageSnapshot, VoiceTelemetry
 from voicetrace.telemetry.health import TelemetryHealth
-from voicetrace.telemetry.media import AudioCapture, MediaUploader, api_upload
+from voicetrace.telemetry.media import AudioCapture, MediaUploader
 from voicetrace.telemetry.setup import configure_telemetry
 
 from tests.langfuse_server import LangfuseServer
@@ -38,6 +38,8 @@ def made() -> Iterator[list[VoiceTelemetry]]:
 def _session(
     made: list[VoiceTelemetry], lf: LangfuseServer, consent: bool
 ) -> tuple[VoiceTelemetry, MediaUploader]:
+    """A session configured from the environment as the service configures it: Langfuse
+    credentials give a media uploader; capture + consent make the session record audio."""
     tel = configure_telemetry(
         env={"OTEL_TRACES_EXPORTER": "none", "VOICETRACE_LANGFUSE_SCORES": "false", **lf.env()},
         pricing=PriceTable.load(None),
@@ -45,24 +47,21 @@ def _session(
         schedule_delay_ms=20,
     )
     made.append(tel)
-    capture = AudioCapture(tel.counters)
-    uploader = MediaUploader(api_upload(lf.public_key, lf.secret_key, lf.base_url), tel.counters)
+    assert tel.media is not None
     s = tel.start_session(session_info(recording_consent=consent))
-    # The wiring SessionTrace does not have yet (see docs/langfuse.md): its span factory gets
-    # the session's capture, and the PCM is handed over as it streams.
-    s._w.spans.media = (capture, uploader)
+    assert s.records_audio is consent
     said, answer = tone(0.5, 16_000), tone(1.0, 24_000)
     s.user_audio(0.5, voiced=True)
     s.input_transcript("play me a tone", finished=True)
-    capture.add(1, "input", said)
+    s.audio("input", said)
     s.model_audio(len(answer))
     s.output_transcript("Here it is.")
-    capture.add(1, "output", answer)
+    s.audio("output", answer)
     s.usage(UsageSnapshot(prompt=50, response=40))
     s.turn_complete()
     s.end()
     assert tel.force_flush(5.0)
-    return tel, uploader
+    return tel, tel.media
 
 
 def test_turn_audio_is_uploaded_as_wav_and_referenced_from_the_turn(

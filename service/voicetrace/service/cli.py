@@ -8,6 +8,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from voicetrace.service.langfuse_cli import add_langfuse_parser
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.tools import ToolRegistry
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--user", default="dev-user", help="the login token's user id")
     dev.add_argument("--scenario", help="emulator scenario JSON (what spoken turns say, …)")
     dev.set_defaults(func=_dev)
+    add_langfuse_parser(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ from voicetrace.telemetry.content import Redactor, capture_from_env
 from voicetrace.telemetry.emitter import Emitter
 from voicetrace.telemetry.export import run_bounded
 from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.media import AudioCapture, MediaUploader
 from voicetrace.telemetry.metrics import VoiceMetrics
 from voicetrace.telemetry.prices import PriceTable
 from voicetrace.telemetry.records import SessionInfo, TurnSettled
@@ -54,6 +55,7 @@ class VoiceTelemetry:
         owns_providers: bool = False,
         on_shutdown: Callable[[], None] | None = None,
         max_emit_queue: int = 4096,
+        media: MediaUploader | None = None,
     ) -> None:
         if usage_wait_s < 0:
             raise ValueError("usage_wait_s must be >= 0")
@@ -69,6 +71,8 @@ class VoiceTelemetry:
         self.counters = health or TelemetryHealth()
         self.metrics = VoiceMetrics(self.meter_provider, self.counters)
         self._owns_providers = owns_providers
+        # Turn audio as Langfuse media: only for sessions with content capture and consent.
+        self.media = media
         self._on_shutdown = on_shutdown
         self._sessions: weakref.WeakSet[SessionTrace] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -97,6 +101,10 @@ class VoiceTelemetry:
         consent = self.capture_content and info.recording_consent
         redactor = Redactor(info.secrets_blurred, self.max_content_chars) if consent else None
         factory = SpanFactory(self.tracer, info, self.counters, self.pricing, redactor)
+        capture = None
+        if redactor is not None and self.media is not None:
+            capture = AudioCapture(self.counters)
+            factory.media = (capture, self.media)
         # The root stays a live span started here, once per session: the sampling decision is
         # made on it and its context is the parent every later span needs.
         root: Any = INVALID_SPAN
@@ -126,6 +134,7 @@ class VoiceTelemetry:
             usage_wait_s=self.usage_wait_s,
             on_end=self._session_ended,
             on_turn_settled=on_turn_settled,
+            audio_capture=capture,
         )
         with self._lock:
             self._sessions.add(session)
@@ -201,6 +210,8 @@ class VoiceTelemetry:
         else:
             self.force_flush(max(deadline - time.monotonic(), 0.0))
         self._flusher.close()
+        if self.media is not None:
+            self.media.close(max(deadline - time.monotonic(), 0.1))
         if self._on_shutdown is not None:
             self._on_shutdown()
 

@@ -197,7 +197,7 @@ def api_upload(public_key: str, secret_key: str, host: str, timeout_s: float = 1
 
     def upload(a: Attachment, trace_id: str, observation_id: str) -> None:
         target: Any = api.media.get_upload_url(
-            content_type=AUDIO_WAV,  # type: ignore[arg-type]
+            content_type=AUDIO_WAV,
             content_length=len(a.data),
             sha256hash=a.sha256,
             field=a.field,

@@ -291,14 +291,20 @@ def _api_sender(
     )
     options: Any = {"max_retries": max_retries, "timeout_in_seconds": timeout_s}
 
+    numeric: Any = ScoreDataType.NUMERIC  # typed `str` by the package's enum stubs
+
     def request(s: Score) -> Any:
-        optional = {"observation_id": s.observation_id, "environment": s.environment}
+        # Unset, not null: a session score has no observation.
+        optional: dict[str, Any] = {
+            "observation_id": s.observation_id,
+            "environment": s.environment,
+        }
         return CreateScoreRequest(
             id=s.id,
             trace_id=s.trace_id,
             name=s.name,
             value=s.value,
-            data_type=ScoreDataType.NUMERIC,
+            data_type=numeric,
             **{key: v for key, v in optional.items() if v is not None},
         )
 

@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar
 from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.emitter import Emitter
 from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.media import AudioCapture
 from voicetrace.telemetry.outbox import TurnOutbox
 from voicetrace.telemetry.records import (
     EndReason,
@@ -86,10 +87,12 @@ class SessionTrace:
         usage_wait_s: float,
         on_end: Callable[[SessionTrace], None] | None = None,
         on_turn_settled: TurnSettled | None = None,
+        audio_capture: AudioCapture | None = None,
     ) -> None:
         self.info, self._w = info, writer
         self._emitter, self._counters, self._on_end = emitter, counters, on_end
         self._on_turn_settled = on_turn_settled
+        self._capture = audio_capture
         self._settled: list[TurnSummary] = []  # settled under the lock, announced outside it
         self._lock = threading.RLock()
         self._submit = emitter.submit
@@ -127,6 +130,30 @@ class SessionTrace:
     @property
     def ended(self) -> bool:
         return self._ended is not None
+
+    @property
+    def records_audio(self) -> bool:
+        """True when `audio()` keeps the turn audio (Langfuse media, capture + consent)."""
+        return self._capture is not None
+
+    # -- recorded audio and budgets -------------------------------------------------------------
+    @_guard()
+    def audio(self, direction: Literal["input", "output"], pcm16: bytes) -> None:
+        """Keep the PCM16 of the current turn for its Langfuse media (bounded per session;
+        a no-op unless `records_audio`). Input is 16 kHz, output 24 kHz."""
+        capture = self._capture
+        if capture is None:
+            return
+        book = self._book
+        t = book.cut or book.turn
+        if t is not None:
+            capture.add(t.number, direction, pcm16)
+
+    @_guard()
+    def budget(self, paused: bool, **numbers: float | str) -> None:
+        """A budget warning (`paused=False`) or pause: an EVENT observation with `numbers`
+        (metric, used, limit, ratio…)."""
+        self._submit(self._w.budget, bool(paused), dict(numbers), time.time_ns())
 
     # -- connection -----------------------------------------------------------------------------
     @_guard()

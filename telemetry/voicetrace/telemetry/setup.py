@@ -40,6 +40,7 @@ from voicetrace.telemetry.langfuse_export import (
     LANGFUSE_DEFAULT_HOST,
     LangfuseSpanExporter,
 )
+from voicetrace.telemetry.media import MediaUploader, api_upload
 from voicetrace.telemetry.prices import PriceTable
 from voicetrace.telemetry.sampling import RecordAllSampler
 from voicetrace.telemetry.scores import SCORES_ENV, LangfuseScoreSink, ScoreProcessor
@@ -60,6 +61,7 @@ class TelemetryProviders:
     health: TelemetryHealth
     export_processors: list[ExportProcessor] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # e.g. ["otlp http://…/v1/traces"]
+    media: MediaUploader | None = None  # turn audio to Langfuse (content capture + consent)
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -169,6 +171,7 @@ def configure_providers(
                 f"OTEL_TRACES_EXPORTER={name!r} is not supported (otlp, console or none)"
             )
     scores: SpanProcessor | None = None
+    media: MediaUploader | None = None
     public, secret = env.get("LANGFUSE_PUBLIC_KEY"), env.get("LANGFUSE_SECRET_KEY")
     if public and secret:
         host = env.get("LANGFUSE_HOST") or env.get("LANGFUSE_BASE_URL") or LANGFUSE_DEFAULT_HOST
@@ -177,6 +180,8 @@ def configure_providers(
         )
         if _scores_enabled(env, langfuse_scores):
             scores = _score_processor(public, secret, host, health, export_timeout_s)
+        if not _flag_off(env, MEDIA_ENV):
+            media = _media_uploader(public, secret, host, health)
     elif public or secret:
         log.warning(
             "Langfuse export disabled: set both LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
@@ -210,8 +215,31 @@ def configure_providers(
         else NoOpMeterProvider()
     )
     return TelemetryProviders(
-        tracer_provider, meter_provider, health, processors, [label for label, _ in exporters]
+        tracer_provider,
+        meter_provider,
+        health,
+        processors,
+        [label for label, _ in exporters],
+        media,
     )
+
+
+MEDIA_ENV = "VOICETRACE_LANGFUSE_MEDIA"  # "false": no turn audio to Langfuse, even with consent
+
+
+def _flag_off(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("false", "0", "no", "off")
+
+
+def _media_uploader(
+    public: str, secret: str, host: str, health: TelemetryHealth
+) -> MediaUploader | None:
+    """Turn audio needs the optional `langfuse` package; without it spans still go out."""
+    try:
+        return MediaUploader(api_upload(public, secret, host), health)
+    except ImportError:
+        log.warning("Langfuse media disabled: install the `langfuse` extra")
+        return None
 
 
 def _scores_enabled(env: Mapping[str, str], explicit: bool | None) -> bool:
@@ -320,4 +348,5 @@ def configure_telemetry(
         max_content_chars=max_content_chars,
         health=providers.health,
         owns_providers=True,
+        media=providers.media,
     )

@@ -5,6 +5,10 @@ at once: cheaper than `set_attribute` calls, and no span can be left open. This 
 mapping layer from our records to attribute keys (GenAI semconv + Langfuse + `voice.*`), so a
 future OTel voice convention is adopted here without touching the recording code. The
 attributes every span of a kind shares are built once per session, not once per span.
+
+Long because: one builder per span of the contract (root, connect, turn, generation, tool,
+event) sharing the attribute helpers; the Langfuse view (ChatML, EVENT observations) is in
+`langfuse_view`.
 """
 
 from __future__ import annotations

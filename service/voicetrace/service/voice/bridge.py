@@ -280,7 +280,10 @@ class VoiceBridge:
         if not self._audio.take(seconds):
             limit = f"audio faster than {self._settings.max_audio_speed:g}x real time"
             raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
-        self.trace.user_audio(seconds, is_voiced(frame))
+        trace = self.trace
+        trace.user_audio(seconds, is_voiced(frame))
+        if trace.records_audio:
+            trace.audio("input", frame)
         await self.model.send_audio(frame)
 
     async def _on_client_message(self, msg: ClientMessage) -> None:
@@ -330,6 +333,8 @@ class VoiceBridge:
             match event:
                 case ev.AudioOut(data=data, sample_rate=rate):
                     trace.model_audio(len(data), rate)
+                    if trace.records_audio:
+                        trace.audio("output", data)
                     if trace.current_turn != self._speaking_turn:
                         # Binary frames carry no turn number: announce whose audio follows.
                         self._speaking_turn = trace.current_turn
@@ -400,8 +405,10 @@ class VoiceBridge:
                 )
             except Exception:
                 log.exception("could not store the budget pause of %s", self.session_id)
+            self.trace.budget(True, **check.to_json())
             await self._send("session_paused", reason=BUDGET_EXHAUSTED, budget=check.to_json())
         elif check.warning:
+            self.trace.budget(False, **check.to_json())
             await self._send("budget_warning", budget=check.to_json())
 
     # -- tools ------------------------------------------------------------------------------------
