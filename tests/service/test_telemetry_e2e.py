@@ -5,9 +5,11 @@ contract of docs/telemetry.md, Langfuse's mapping rules and the emulator's own w
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import statistics
 import time
+import wave
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from decimal import Decimal
@@ -666,13 +668,16 @@ def to_langfuse() -> Iterator[Callable[..., tuple[LangfuseServer, Any]]]:
     """A local Langfuse (enforcing its rules) and the service's telemetry exporting to it."""
     with ExitStack() as stack:
 
-        def make(hang_scores_s: float = 0.0) -> tuple[LangfuseServer, Any]:
+        def make(hang_scores_s: float = 0.0, capture: bool = False) -> tuple[LangfuseServer, Any]:
             lf = stack.enter_context(LangfuseServer("pk-lf-e2e", "sk-lf-e2e"))
             if hang_scores_s:
                 lf.hang[SCORES_PATH] = hang_scores_s
+            env = {"OTEL_TRACES_EXPORTER": "none", **lf.env()}
+            if capture:
+                env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
             tel = configure_telemetry(
                 "voicetrace-e2e",
-                env={"OTEL_TRACES_EXPORTER": "none", **lf.env()},
+                env=env,
                 pricing=PriceTable.load(None),
                 usage_wait_s=0.5,
                 export_timeout_s=1.0,
@@ -714,6 +719,53 @@ async def test_a_real_session_reaches_langfuse_by_its_rules_with_scores_on_the_s
     assert session["turns"] == 2 and session["interruption_rate"] == 0
     assert session["cost_usd"] == root.attributes["voice.session.cost_usd"]
     assert session["p95_ttfa_ms"] == max(t.attributes["voice.turn.ttfa_ms"] for t in tree.turns)
+
+
+async def test_a_consenting_sessions_turn_audio_reaches_langfuse_as_wav_media(
+    to_langfuse: Callable[..., tuple[LangfuseServer, Any]], start_service: Any
+) -> None:
+    lf, tel = to_langfuse(capture=True)
+    svc = await start_service(telemetry=tel)
+    spoken = speech_like(0.8) + silence(0.6)
+    session_id, connecting = await connect(svc, "pia", recording_consent=True)
+    async with connecting as client:
+        await client.wait_for("session_started")
+        await client.say(spoken, frame_ms=100)
+        await client.wait_for("turn_complete")
+        await client.send("end")
+        await client.wait_for("session_ended")
+    assert tel.force_flush(5.0) and tel.media.flush(5.0)
+    assert lf.violations == []
+    turn = next(
+        s
+        for s in lf.spans
+        if s.name.startswith("invoke_agent") and s.attributes.get("session.id") == session_id
+    )
+    assert lf.wait("media", 2) >= 2
+    by_field = {r["field"]: r for r in lf.media.values() if r["observationId"] == turn.span_id}
+    assert set(by_field) == {"input", "output"}
+    with wave.open(io.BytesIO(by_field["input"]["bytes"])) as w:  # exactly what was streamed
+        assert w.getframerate() == 16_000 and w.readframes(w.getnframes()) == spoken
+    with wave.open(io.BytesIO(by_field["output"]["bytes"])) as w:
+        heard_ms = w.getnframes() / 24
+    (done,) = client.of_type("turn_complete")
+    assert heard_ms == pytest.approx(done["audio_out_ms"], abs=1)
+
+
+async def test_without_consent_no_audio_reaches_langfuse(
+    to_langfuse: Callable[..., tuple[LangfuseServer, Any]], start_service: Any
+) -> None:
+    lf, tel = to_langfuse(capture=True)
+    svc = await start_service(telemetry=tel)
+    _, connecting = await connect(svc, "quin", recording_consent=False)
+    async with connecting as client:
+        await client.wait_for("session_started")
+        await client.say(speech_like(0.5) + silence(0.6), frame_ms=100)
+        await client.wait_for("turn_complete")
+        await client.send("end")
+        await client.wait_for("session_ended")
+    assert tel.force_flush(5.0) and tel.media.flush(5.0)
+    assert lf.media == {} and lf.violations == []
 
 
 async def test_voice_turn_latency_is_unchanged_while_the_langfuse_api_hangs(
