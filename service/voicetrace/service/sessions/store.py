@@ -9,7 +9,7 @@ PostgreSQL with many replicas. Other users' sessions behave exactly like missing
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,13 +98,14 @@ class SessionStore:
             "audio_minutes_used": 0.0,
             **{name: getattr(data.budgets, name) for name in BUDGET_FIELDS},
         }
-        async with self._db.engine.begin() as conn:
-            row = (await conn.execute(t.insert().values(values).returning(*t.c))).mappings().one()
-        return _to_session(row)
+
+        async def insert(conn: AsyncConnection) -> RowMapping:
+            return (await conn.execute(t.insert().values(values).returning(*t.c))).mappings().one()
+
+        return _to_session(await self._db.write(insert))
 
     async def get(self, session_id: str, user_id: str) -> LiveSession:
-        async with self._db.engine.connect() as conn:
-            row = await self._select(conn, session_id, user_id)
+        row = await self._db.read(lambda conn: self._select(conn, session_id, user_id))
         if row is None:
             raise NotFound()
         return _to_session(row)
@@ -119,9 +120,11 @@ class SessionStore:
         if state is not None:
             query = query.where(t.c.state == SessionState(state).value)
         query = query.order_by(t.c.created_at.desc(), t.c.pk.desc()).limit(limit)
-        async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [_to_session(row) for row in rows]
+
+        async def fetch(conn: AsyncConnection) -> Sequence[RowMapping]:
+            return (await conn.execute(query)).mappings().all()
+
+        return [_to_session(row) for row in await self._db.read(fetch)]
 
     async def transition(
         self,
@@ -159,11 +162,19 @@ class SessionStore:
                 .values(values)
                 .returning(*t.c)
             )
-            async with self._db.engine.begin() as conn:
+
+            async def attempt(
+                conn: AsyncConnection, stmt: Any = stmt
+            ) -> tuple[bool, RowMapping | None]:
                 row = (await conn.execute(stmt)).mappings().first()
                 if row is not None:
-                    return _to_session(row)
-                found = await self._select(conn, session_id, user_id)
+                    return True, row
+                return False, await self._select(conn, session_id, user_id)
+
+            changed, found = await self._db.write(attempt)
+            if changed:
+                assert found is not None
+                return _to_session(found)
             if found is None:
                 raise NotFound()
             current = SessionState(found["state"])
@@ -184,8 +195,11 @@ class SessionStore:
             .values(values)
             .returning(*t.c)
         )
-        async with self._db.engine.begin() as conn:
-            row = (await conn.execute(stmt)).mappings().first()
+
+        async def apply(conn: AsyncConnection) -> RowMapping | None:
+            return (await conn.execute(stmt)).mappings().first()
+
+        row = await self._db.write(apply)
         if row is None:
             raise NotFound()
         return _to_session(row)
@@ -207,9 +221,12 @@ class SessionStore:
         minutes = _audio_minutes(summary)
         if minutes is not None:
             values["audio_minutes_used"] = minutes
-        async with self._db.engine.begin() as conn:
+
+        async def apply(conn: AsyncConnection) -> int:
             result = await conn.execute(update(t).where(t.c.id == session_id).values(values))
-        if result.rowcount == 0:
+            return int(result.rowcount)
+
+        if await self._db.write(apply) == 0:
             raise NotFound()
 
     async def recover_after_crash(self) -> int:
@@ -231,9 +248,15 @@ class SessionStore:
                 updated_at=now,
             )
         )
-        async with self._db.engine.begin() as conn:
-            result = await conn.execute(stmt)
-        return int(result.rowcount)
+
+        async def apply(conn: AsyncConnection) -> int:
+            return int((await conn.execute(stmt)).rowcount)
+
+        return await self._db.write(apply)
+
+    async def drain_writes(self) -> None:
+        """Wait until writes handed over by callers that were since cancelled have landed."""
+        await self._db.drain()
 
     @staticmethod
     async def _select(conn: AsyncConnection, session_id: str, user_id: str) -> RowMapping | None:
