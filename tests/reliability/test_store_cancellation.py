@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from voicetrace.service.sessions.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from voicetrace.service.sessions.errors import InvalidTransition
+from voicetrace.service.sessions.policy import SessionPolicy
 from voicetrace.service.sessions.schemas import SessionCreate, SessionUpdate
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import SessionStore
@@ -26,6 +27,14 @@ S = SessionState
 REPETITIONS = 200
 # Far below SQLite's busy timeout: a locked database fails this at once instead of after 5 s.
 PROMPT_S = 2.0
+
+
+@pytest.fixture
+def store(database: Database) -> SessionStore:
+    """Per-user caps out of the way: these tests open hundreds of sessions for one user."""
+    return SessionStore(
+        database, policy=SessionPolicy(max_live_per_user=10**6, max_open_per_user=10**6)
+    )
 
 
 async def _live(store: SessionStore, user: str) -> str:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from voicetrace.service.api import health, live_sessions, voice
 from voicetrace.service.api.errors import register_error_handlers
 from voicetrace.service.sessions.db import Database
+from voicetrace.service.sessions.policy import SessionPolicy
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.bridge import BridgeDeps
@@ -41,10 +42,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.effective_database_url)
         await db.create_schema()
-        store = SessionStore(db)
+        store = SessionStore(db, policy=SessionPolicy.from_settings(settings))
         recovered = await store.recover_after_crash()
         if recovered:
             log.warning("closed %d session(s) left open by a previous run", recovered)
+        leases = store.start_lease_keeper()  # heartbeat + sweep (docs/reliability.md)
         owns_telemetry = telemetry is None
         tel = telemetry or configure_telemetry(
             service_name="voicetrace",
@@ -66,6 +68,7 @@ def create_app(
             yield
         finally:
             await hub.drain("server_shutdown", settings.shutdown_grace_s)
+            await leases.stop()
             if owns_telemetry:
                 await asyncio.to_thread(tel.shutdown, settings.flush_timeout_s)
             await db.dispose()

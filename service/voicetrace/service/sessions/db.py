@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -145,6 +145,7 @@ class Database:
             if self.schema is not None:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_missing_columns, self.schema)
 
         await self.write(create)
 
@@ -165,6 +166,25 @@ class Database:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+
+
+def _add_missing_columns(sync_conn: Any, schema: str | None) -> None:
+    """Bring a database made by an older release up to date: add the columns it lacks (every
+    later column is nullable or has a server default, so `ADD COLUMN` is enough)."""
+    inspector = inspect(sync_conn)
+    preparer = sync_conn.dialect.identifier_preparer
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            ddl = f"{column.name} {column.type.compile(sync_conn.dialect)}"
+            if column.server_default is not None:
+                ddl += f" NOT NULL DEFAULT {column.server_default.arg}"
+            name = preparer.quote(table.name)
+            if schema is not None:
+                name = f"{preparer.quote_schema(schema)}.{name}"
+            sync_conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
 
 
 def _log_orphan_failure(task: asyncio.Task[Any]) -> None:
