@@ -30,6 +30,20 @@ MAX_TURN_USD = Decimal(1_000_000)
 MAX_TURN_AUDIO_S = 86_400.0
 
 
+def _is_count(value: object, high: int) -> bool:
+    # bool is an int subclass; `True` tokens would be a silent 1.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high
+
+
+def _is_seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= MAX_TURN_AUDIO_S
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SettledTurn:
     number: int
@@ -52,23 +66,23 @@ class SettledTurn:
         tokens_by_modality: Mapping[str, int],
     ) -> SettledTurn:
         """Validate like an API boundary: usage is billing data, garbage must never land."""
-        if not isinstance(number, int) or not 0 <= number < 2**31:
+        if not _is_count(number, 2**31 - 1):
             raise ValueError("turn number must be an integer in [0, 2**31)")
         for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
-            if not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+            if not _is_count(value, MAX_TOKENS):
                 raise ValueError(f"{name} must be an integer in [0, {MAX_TOKENS}]")
         if not isinstance(cost_usd, Decimal) or not cost_usd.is_finite():
             raise ValueError("cost_usd must be a finite Decimal")
         if not 0 <= cost_usd <= MAX_TURN_USD:
             raise ValueError(f"cost_usd must be in [0, {MAX_TURN_USD}]")
         for name, seconds in (("audio_in_s", audio_in_s), ("audio_out_s", audio_out_s)):
-            if not math.isfinite(seconds) or not 0 <= seconds <= MAX_TURN_AUDIO_S:
+            if not _is_seconds(seconds):
                 raise ValueError(f"{name} must be finite seconds in [0, {MAX_TURN_AUDIO_S:g}]")
         modalities: dict[str, int] = {}
         for key, count in tokens_by_modality.items():
             if not isinstance(key, str) or not 0 < len(key) <= 64:
                 raise ValueError("tokens_by_modality keys must be short strings")
-            if not isinstance(count, int) or not 0 <= count <= MAX_TOKENS:
+            if not _is_count(count, MAX_TOKENS):
                 raise ValueError(f"tokens_by_modality[{key!r}] must be an integer >= 0")
             modalities[key] = count
         return cls(
