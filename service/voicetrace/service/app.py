@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from voicetrace.service.api import health, live_sessions, voice
 from voicetrace.service.api.errors import register_error_handlers
+from voicetrace.service.api.limits import install_request_limits
 from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.policy import SessionPolicy
 from voicetrace.service.sessions.store import SessionStore
@@ -80,6 +81,7 @@ def create_app(
         lifespan=lifespan,
     )
     register_error_handlers(app)
+    install_request_limits(app, settings)  # 413/408 before any parsing (docs/reliability.md)
     app.include_router(live_sessions.router)
     app.include_router(voice.router)
     app.include_router(health.router)

@@ -8,6 +8,7 @@ short), so a 10 MB body cannot become a 10 MB error.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -97,6 +98,8 @@ def _short(value: Any) -> Any:
         if len(value) <= MAX_ECHO_CHARS:
             return value
         return f"{value[:MAX_ECHO_CHARS]}… ({len(value)} characters, truncated)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # JSON has no inf / nan
     if isinstance(value, bool | int | float | None):
         text = repr(value)
         if len(text) <= MAX_ECHO_CHARS:
