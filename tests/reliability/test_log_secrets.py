@@ -5,6 +5,7 @@ every handshake header (`Sec-WebSocket-Protocol: voicetrace.v1, bearer.<jwt>`)."
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -16,7 +17,9 @@ import httpx
 import websockets
 from voicetrace.emulator import Emulator
 from voicetrace.service.api.auth import mint_token
+from voicetrace.service.api.log_redaction import SecretRedactor
 from voicetrace.service.client import VoiceClient
+from websockets.frames import Frame, Opcode
 
 from tests.conftest import JWT_SECRET
 
@@ -100,3 +103,45 @@ async def test_debug_logs_never_contain_the_jwt_the_api_key_or_a_blurred_secret(
     header, payload, signature = token.split(".")
     for leaked in (token, signature, f"{header}.{payload}", SECRET, API_KEY):
         assert leaked not in log, f"{leaked[:12]}… found in the debug log"
+
+
+# -- the redactor on its own: each kind of record it rewrites ---------------------------------
+
+
+def _formatted(msg: str, *args: object, exc: BaseException | None = None) -> str:
+    record = logging.LogRecord("uvicorn.error", logging.DEBUG, __file__, 1, msg, args, None)
+    if exc is not None:
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+    SecretRedactor().filter(record)
+    return logging.Formatter("%(message)s").format(record)
+
+
+def test_the_bearer_subprotocol_header_keeps_the_protocol_name_only() -> None:
+    token = mint_token("hal", JWT_SECRET)
+    line = _formatted("< %s: %s", "Sec-WebSocket-Protocol", f"voicetrace.v1, bearer.{token}")
+    assert line == "< Sec-WebSocket-Protocol: voicetrace.v1, [REDACTED]"
+
+
+def test_credential_headers_are_blanked_and_others_kept() -> None:
+    assert _formatted("> %s: %s", "x-goog-api-key", API_KEY) == "> x-goog-api-key: [REDACTED]"
+    assert _formatted("< %s: %s", "Authorization", "Bearer abc") == "< Authorization: [REDACTED]"
+    assert _formatted("< %s: %s", "Host", "127.0.0.1") == "< Host: 127.0.0.1"
+
+
+def test_frames_are_logged_by_opcode_and_size_only() -> None:
+    frame = Frame(Opcode.TEXT, SECRET.encode())
+    assert _formatted("> %s", frame) == f"> TEXT [{len(SECRET)} bytes, payload not logged]"
+
+
+def test_jwts_and_credential_queries_are_blanked_anywhere_even_in_tracebacks() -> None:
+    token = mint_token("ida", JWT_SECRET)
+    assert token not in _formatted("handshake for %s failed", token)
+    assert (
+        _formatted("GET /v1/voice/x?token=%s&a=1", token) == "GET /v1/voice/x?token=[REDACTED]&a=1"
+    )
+    assert "key=[REDACTED]" in _formatted("GET /ws?key=%s", API_KEY)
+    try:
+        raise ValueError(f"bad token {token}")
+    except ValueError as exc:
+        text = _formatted("failed", exc=exc)
+    assert "ValueError" in text and token not in text
