@@ -6,12 +6,18 @@ export), which the OTel SDK and `telemetry.setup` read themselves; they are not 
 
 from __future__ import annotations
 
+import secrets
 from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from voicetrace.service.sessions.policy import random_instance_id
+
+
+def random_instance_id() -> str:
+    """A fresh id per process: a restarted replica is a new owner (see docs/reliability.md)."""
+    return f"vt-{secrets.token_hex(6)}"
+
 
 # Good for a laptop; `voicetrace serve` refuses it on any address other people can reach.
 DEV_JWT_SECRET = "voicetrace-development-secret-change-me-in-production"

@@ -6,18 +6,10 @@ reads nothing else: no globals, no environment.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from voicetrace.service.settings import Settings
-
-
-def random_instance_id() -> str:
-    """A fresh id per process: a restarted replica is a new owner (see docs/reliability.md)."""
-    return f"vt-{secrets.token_hex(6)}"
+from voicetrace.service.settings import Settings, random_instance_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, text
+from sqlalchemy import ColumnElement, ScalarSelect, and_, func, not_, or_, select, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from voicetrace.service.sessions.models import live_sessions as t
@@ -104,7 +104,9 @@ def exhausted_session_budget(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-def count_sessions(user_id: str, states: tuple[str, ...], created_after: datetime | None = None):
+def count_sessions(
+    user_id: str, states: tuple[str, ...], created_after: datetime | None = None
+) -> ScalarSelect[int]:
     """`SELECT count(*)` of the user's sessions in `states` (a scalar subquery)."""
     other = t.alias("other")
     query = select(func.count()).select_from(other)

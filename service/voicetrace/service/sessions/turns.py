@@ -158,7 +158,9 @@ async def record(db: Database, session_id: str, turn: SettledTurn, now: datetime
     return TurnRecorded(recorded, to_session(row), budget)
 
 
-async def summary_from_turns(conn: AsyncConnection, row: RowMapping, end_reason: str) -> dict:
+async def summary_from_turns(
+    conn: AsyncConnection, row: RowMapping, end_reason: str
+) -> dict[str, Any]:
     """The summary a crashed bridge never wrote, rebuilt from the recorded turns and totals
     (same keys as the telemetry's `SessionSummary`, plus `recovered: true`)."""
     query = select(turns_t.c.tokens_by_modality).where(turns_t.c.session_id == row["id"])
