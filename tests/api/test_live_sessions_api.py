@@ -241,7 +241,8 @@ async def test_deleting_an_ended_session_is_a_409(api: Api) -> None:
 
 async def test_sessions_left_open_by_a_crash_read_as_ended_after_restart(api: Api) -> None:
     session_id = await make_live(api)
-    restarted = SessionStore(api.store._db)  # a new process: new store on the same database
+    # The same replica restarted (same instance id): nothing it served before can still be live.
+    restarted = SessionStore(api.store._db, policy=api.store.policy)
     assert await restarted.recover_after_crash() == 1
     app = build_app(restarted)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

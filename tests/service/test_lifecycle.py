@@ -154,6 +154,8 @@ def _serve(
         "VOICETRACE_JWT_SECRET": JWT_SECRET,
         "VOICETRACE_SQLITE_PATH": str(tmp_path / "serve.db"),
         "VOICETRACE_LOG_LEVEL": log_level,
+        # A restart is the same replica: it may end what it served before (docs/reliability.md).
+        "VOICETRACE_INSTANCE_ID": "serve-under-test",
         "OTEL_TRACES_EXPORTER": "otlp" if otlp else "none",
     }
     if otlp:

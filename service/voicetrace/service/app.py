@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from voicetrace.service.api import health, live_direct, live_sessions, voice
 from voicetrace.service.api.errors import register_error_handlers
+from voicetrace.service.api.limits import install_request_limits
 from voicetrace.service.sessions.db import Database
+from voicetrace.service.sessions.policy import SessionPolicy
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.deps import BridgeDeps
@@ -43,10 +45,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.effective_database_url)
         await db.create_schema()
-        store = SessionStore(db)
+        store = SessionStore(db, policy=SessionPolicy.from_settings(settings))
         recovered = await store.recover_after_crash()
         if recovered:
             log.warning("closed %d session(s) left open by a previous run", recovered)
+        leases = store.start_lease_keeper()  # heartbeat + sweep (docs/reliability.md)
         owns_telemetry = telemetry is None
         tel = telemetry or configure_telemetry(
             service_name="voicetrace",
@@ -78,6 +81,7 @@ def create_app(
             await direct.close("server_shutdown")
             await hub.drain("server_shutdown", settings.shutdown_grace_s)
             await clients.aclose()
+            await leases.stop()
             if owns_telemetry:
                 await asyncio.to_thread(tel.shutdown, settings.flush_timeout_s)
             await db.dispose()
@@ -89,6 +93,7 @@ def create_app(
         lifespan=lifespan,
     )
     register_error_handlers(app)
+    install_request_limits(app, settings)  # 413/408 before any parsing (docs/reliability.md)
     app.include_router(live_sessions.router)
     app.include_router(voice.router)
     app.include_router(live_direct.router)

@@ -27,7 +27,12 @@ def _serve(args: argparse.Namespace) -> int:
     tools = load_tools(args.tools, settings.tool_timeout_s) if args.tools else None
     app = create_app(settings, tools=tools)
     config = uvicorn_config(
-        app, settings.host, settings.port, settings.log_level, settings.max_frame_bytes
+        app,
+        settings.host,
+        settings.port,
+        settings.log_level,
+        settings.max_frame_bytes,
+        settings=settings,
     )
     VoiceServer(config, app, grace_s=settings.shutdown_grace_s).run()
     return 0

@@ -6,11 +6,18 @@ export), which the OTel SDK and `telemetry.setup` read themselves; they are not 
 
 from __future__ import annotations
 
+import secrets
 from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def random_instance_id() -> str:
+    """A fresh id per process: a restarted replica is a new owner (see docs/reliability.md)."""
+    return f"vt-{secrets.token_hex(6)}"
+
 
 # Good for a laptop; `voicetrace serve` refuses it on any address other people can reach.
 DEV_JWT_SECRET = "voicetrace-development-secret-change-me-in-production"
@@ -73,6 +80,26 @@ class Settings(BaseSettings):
     budget_warn_ratio: float = 0.8
     flush_timeout_s: float = 5.0
     shutdown_grace_s: float = 5.0
+
+    # Reliability and abuse limits (docs/reliability.md). Replicas sharing one database need
+    # distinct instance ids; a stable one per replica (pod name) lets a restart close its own
+    # sessions at once instead of after their lease.
+    instance_id: str = Field(
+        default_factory=random_instance_id, min_length=1, max_length=64, pattern=r"^[\w.:-]+$"
+    )
+    session_lease_s: float = Field(default=30.0, gt=0, le=3600)
+    session_connect_timeout_s: float = Field(default=180.0, gt=0, le=86_400)
+    max_live_sessions_per_user: int = Field(default=10, ge=1, le=10_000)
+    max_open_sessions_per_user: int = Field(default=10, ge=1, le=10_000)
+    # HTTP: bodies over this are refused (413) before any parsing; a request's headers must
+    # arrive within `http_header_timeout_s` and each body chunk within `http_body_timeout_s`.
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
+    http_keep_alive_s: int = Field(default=5, ge=1)
+    http_max_header_bytes: int = Field(default=16_384, ge=1024)
+    # permessage-deflate costs CPU and memory per socket and audio does not compress.
+    ws_compression: bool = False
 
     def check_servable(self) -> None:
         """Refuse settings that are only safe on a developer's own machine."""

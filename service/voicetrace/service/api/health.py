@@ -18,6 +18,8 @@ async def health(request: Request) -> dict[str, Any]:
     deps = request.app.state.bridge_deps
     return {
         "status": "ok",
+        # Which replica answered: REST control of a session goes to its `owner_instance`.
+        "instance_id": request.app.state.store.instance_id,
         "live_sessions": len(deps.hub),
         "telemetry": deps.telemetry.health(),
     }

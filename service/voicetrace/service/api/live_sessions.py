@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from voicetrace.service.api.deps import CurrentUser, Store, notify_session_changed
-from voicetrace.service.api.errors import CONFLICT, NOT_FOUND, UNAUTHORIZED
+from voicetrace.service.api.errors import CONFLICT, NOT_FOUND, TOO_MANY, UNAUTHORIZED
 from voicetrace.service.sessions.schemas import (
     LiveSession,
     LiveSessionList,
@@ -58,7 +58,9 @@ def build_router() -> APIRouter:
         status_code=status.HTTP_201_CREATED,
         response_model=LiveSession,
         summary="Create a live session (state CONNECTING)",
-        response_description="The new session; connect its voice WebSocket next.",
+        response_description="The new session; connect its voice WebSocket next (before it "
+        "expires: VOICETRACE_SESSION_CONNECT_TIMEOUT_S).",
+        responses=TOO_MANY,
     )
     async def create_session(
         body: SessionCreate, user: CurrentUser, store: Store, response: Response
@@ -147,7 +149,7 @@ def build_router() -> APIRouter:
             summary="Update transcripts and budgets"
             + (" (PUT: same as PATCH, kept for older clients)" if method == "PUT" else ""),
             description="Only the fields present are changed; budget fields are merged.",
-            responses=NOT_FOUND,
+            responses=NOT_FOUND | CONFLICT,
             operation_id=f"update_session_{method.lower()}",
         )
 

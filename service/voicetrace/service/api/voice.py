@@ -8,10 +8,13 @@ instead of an anonymous HTTP 403; no audio is read before the checks pass.
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, WebSocket
 from voicetrace.service.api.auth import AuthError, verify_token
-from voicetrace.service.sessions.errors import NotFound
+from voicetrace.service.sessions.errors import NotFound, SessionError
 from voicetrace.service.sessions.state import SessionState
+from voicetrace.service.sessions.store import CONNECT_TIMEOUT_REASON
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.outcome import CLOSE_POLICY
 from voicetrace.service.voice.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL
@@ -62,4 +65,24 @@ async def voice_session(ws: WebSocket, session_id: str) -> None:
     if session.state != SessionState.CONNECTING or deps.hub.find(session_id) is not None:
         await ws.close(CLOSE_POLICY, f"session is {session.state.value}, not CONNECTING")
         return
-    await serve_voice_session(ws, session, deps)
+    if deps.store.connect_expired(session):
+        with contextlib.suppress(SessionError):
+            await deps.store.end(session_id, user_id, reason=CONNECT_TIMEOUT_REASON)
+        await ws.close(CLOSE_POLICY, "session expired before it was connected (connect_timeout)")
+        return
+    if session.budget_exhausted is not None:
+        await ws.close(CLOSE_POLICY, f"budget exhausted: {session.budget_exhausted}")
+        return
+    try:
+        await serve_voice_session(ws, session, deps)
+    except SessionError as exc:
+        # The store refused to hand the session to this bridge (per-user live cap, a budget or
+        # the connect timeout, decided atomically): nothing has started, say why.
+        with contextlib.suppress(Exception):
+            await ws.close(CLOSE_POLICY, _close_reason(exc.message))
+
+
+def _close_reason(message: str) -> str:
+    """A close reason must fit in 123 bytes (RFC 6455 §5.5)."""
+    encoded = message.encode()
+    return message if len(encoded) <= 120 else encoded[:117].decode(errors="ignore") + "..."

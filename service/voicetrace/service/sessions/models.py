@@ -1,7 +1,13 @@
-"""The `live_sessions` table (SQLAlchemy Core), portable between SQLite and PostgreSQL.
+"""The `live_sessions` and `session_turns` tables (SQLAlchemy Core), portable between SQLite and
+PostgreSQL.
 
 Budgets are one column each rather than a JSON blob, so a PATCH of one limit is a single atomic
-`UPDATE … SET session_usd = …` and can never lose a concurrent change to another limit.
+`UPDATE … SET session_usd = …` and can never lose a concurrent change to another limit. Usage
+running totals are columns too, incremented in SQL (`SET cost_usd = cost_usd + ?`), never read,
+added to in Python and written back.
+
+Columns added after the first release carry a `server_default` (or are nullable), so
+`Database.create_schema` can add them to an existing database with `ALTER TABLE … ADD COLUMN`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -96,6 +103,38 @@ live_sessions = Table(
     Column("session_screen_tokens", BigInteger),
     Column("audio_minutes_used", Float, nullable=False, default=0.0),
     Column("summary", JSON),
+    # Replicas: the instance whose voice bridge holds the session, and until when that
+    # instance is known to be alive (renewed by its heartbeat). Set when the session goes LIVE.
+    Column("owner_instance", String(64)),
+    Column("lease_expires_at", UTCDateTime),
+    # The budget (field name, e.g. `session_usd`) that ran out; resume is refused while set.
+    Column("budget_exhausted", String(32)),
+    # Running totals of the settled turns recorded in `session_turns`.
+    Column("turns_settled", Integer, nullable=False, default=0, server_default="0"),
+    Column("input_tokens", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("cost_usd", Money, nullable=False, default=Decimal(0), server_default="0"),
+    Column("audio_in_s", Float, nullable=False, default=0.0, server_default="0"),
+    Column("audio_out_s", Float, nullable=False, default=0.0, server_default="0"),
     Index("ix_live_sessions_user_created", "user_id", "created_at"),
     Index("ix_live_sessions_state", "state"),
+    Index("ix_live_sessions_user_state", "user_id", "state"),
+    Index("ix_live_sessions_owner_state", "owner_instance", "state"),
+)
+
+# One row per settled turn: the usage the bridge settled when the turn ended. The primary key
+# makes a retried write a no-op, so a turn is never counted twice in the running totals.
+session_turns = Table(
+    "session_turns",
+    metadata,
+    Column("session_id", String(36), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Money, nullable=False),
+    Column("audio_in_s", Float, nullable=False),
+    Column("audio_out_s", Float, nullable=False),
+    Column("tokens_by_modality", JSON, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("session_id", "number", name="pk_session_turns"),
 )

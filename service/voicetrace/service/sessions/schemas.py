@@ -14,22 +14,29 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, model_validator
 from voicetrace.service.sessions.state import SessionState
 
+# Upper bounds keep every limit far inside the columns (BIGINT, micro-dollar BIGINT, double) on
+# SQLite and PostgreSQL alike: out of range is a clear 422, never a 500 from the driver.
+MAX_USD = Decimal(1_000_000_000)
+MAX_MINUTES = 10_000_000.0  # ~19 years of audio
+MAX_TOKENS = 10**15
+
 # Money stays Decimal in Python but is a plain JSON number on the wire.
 Usd = Annotated[
     Decimal,
-    Field(ge=0, max_digits=18, decimal_places=6),
+    Field(ge=0, le=MAX_USD, max_digits=18, decimal_places=6, allow_inf_nan=False),
     PlainSerializer(float, return_type=float, when_used="json"),
 ]
-Minutes = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Tokens = Annotated[int, Field(ge=0)]
+Minutes = Annotated[float, Field(ge=0, le=MAX_MINUTES, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Secret = Annotated[str, Field(min_length=1, max_length=256)]
 
 MAX_TRANSCRIPT_CHARS = 200_000
 
 
 class Budgets(BaseModel):
-    """Optional usage limits; `None` means unlimited. Daily limits are per user and day (enforced
-    from the usage ledger), session limits apply to this session alone (enforced by the bridge)."""
+    """Optional usage limits; `None` means unlimited and `0` means none at all. Daily limits are
+    per user and day (enforced from the usage ledger), session limits apply to this session alone
+    (enforced by the bridge; the store flags them from the recorded turns too)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -104,6 +111,19 @@ class SessionUpdate(BaseModel):
         return values
 
 
+class SessionUsage(BaseModel):
+    """Running totals of the session's settled turns, persisted as each turn ends."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Usd = Decimal(0)
+    audio_in_s: float = 0.0
+    audio_out_s: float = 0.0
+
+
 class LiveSession(BaseModel):
     """One live session as stored, and as returned by the API (minus the blurred secrets)."""
 
@@ -130,6 +150,20 @@ class LiveSession(BaseModel):
     summary: dict[str, Any] | None = Field(
         default=None, description="Turns, tool calls, tokens and cost, filled when it ends."
     )
+    usage: SessionUsage = Field(
+        default_factory=SessionUsage, description="Totals of the turns settled so far."
+    )
+    budget_exhausted: str | None = Field(
+        default=None,
+        description="The budget field that ran out (e.g. `session_usd`); resume is refused "
+        "while it is set. Raising that budget clears it.",
+    )
+    owner_instance: str | None = Field(
+        default=None, description="The service instance whose voice bridge holds the session."
+    )
+    lease_expires_at: datetime | None = Field(
+        default=None, description="Until when the owner instance is known to be alive."
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -147,9 +181,15 @@ class ErrorDetail(BaseModel):
     message: str
     current: SessionState | None = Field(default=None, description="On `invalid_transition`.")
     requested: SessionState | None = Field(default=None, description="On `invalid_transition`.")
+    owner: str | None = Field(default=None, description="On `owned_by_other_instance`.")
+    lease_expires_at: datetime | None = Field(
+        default=None, description="On `owned_by_other_instance`."
+    )
+    budget: str | None = Field(default=None, description="On `budget_exhausted`.")
+    limit: int | None = Field(default=None, description="On `too_many_*_sessions`.")
 
 
 class ErrorResponse(BaseModel):
-    """Body of every 401, 404 and 409 response."""
+    """Body of every 401, 404, 409, 413 and 429 response."""
 
     detail: ErrorDetail
