@@ -12,6 +12,7 @@ from voicetrace.service.sessions.errors import NotFound
 from voicetrace.service.sessions.schemas import SessionCreate
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import RECOVERED_REASON, SessionStore
+from voicetrace.telemetry import SessionSummary
 
 S = SessionState
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
@@ -90,9 +91,24 @@ async def test_a_normally_ended_sessions_summary_is_never_replaced(store: Sessio
     sid = await live(store)
     await store.record_turn(sid, 1, 1, 1, Decimal("0.1"), 1.0, 1.0, {})
     await store.end(sid, "alice", "completed")
-    await store.record_summary(sid, {"turns": 1, "cost_usd": 0.1})
+    summary = SessionSummary(
+        session_id=sid,
+        end_reason="completed",
+        turns=1,
+        tool_calls=0,
+        tool_errors=0,
+        interruptions=0,
+        duration_s=3.0,
+        input_tokens=1,
+        output_tokens=1,
+        tokens_by_modality={},
+        cost_usd=Decimal("0.1"),
+        audio_in_s=1.0,
+        audio_out_s=1.0,
+    )
+    await store.record_summary(sid, summary)
     assert await SessionStore(store._db, policy=store.policy).recover_after_crash() == 0
-    assert (await store.get(sid, "alice")).summary == {"turns": 1, "cost_usd": 0.1}
+    assert (await store.get(sid, "alice")).summary == summary.to_json()
 
 
 @pytest.mark.parametrize(

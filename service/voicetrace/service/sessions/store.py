@@ -57,7 +57,7 @@ from voicetrace.service.sessions.schemas import (
     SessionUpdate,
 )
 from voicetrace.service.sessions.state import SessionState, sources_of
-from voicetrace.telemetry import SessionSummary
+from voicetrace.telemetry import SessionSummary, TurnSummary
 
 S = SessionState
 MAX_LIST_LIMIT = 100
@@ -384,6 +384,19 @@ class SessionStore:
             tokens_by_modality,
         )  # fmt: skip
         return await turns.record(self._db, session_id, turn, self._clock())
+
+    async def record_settled_turn(self, session_id: str, turn: TurnSummary) -> TurnRecorded:
+        """`record_turn` for the telemetry's settled `TurnSummary` (the `chat` span's numbers)."""
+        return await self.record_turn(
+            session_id,
+            turn.number,
+            turn.input_tokens,
+            turn.output_tokens,
+            turn.cost_usd if turn.cost_usd is not None else Decimal(0),
+            turn.audio_in_ms / 1000.0,
+            turn.audio_out_ms / 1000.0,
+            turn.tokens_by_modality,
+        )
 
     async def record_summary(self, session_id: str, summary: SessionSummary) -> None:
         """Store the end-of-session summary (turns, tool calls, tokens, cost, audio) the

@@ -24,10 +24,9 @@ from collections.abc import Coroutine
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicetrace.service.sessions.errors import InvalidTransition
 from voicetrace.service.sessions.schemas import Budgets, LiveSession
-from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
-from voicetrace.service.voice.budget import BudgetCheck, BudgetTracker
+from voicetrace.service.voice.budget import SESSION_BUDGET_FIELDS, BudgetCheck, BudgetTracker
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.hub import BUDGET_EXHAUSTED
 from voicetrace.service.voice.limits import TokenBucket, estimated_text_tokens
@@ -389,6 +388,13 @@ class VoiceBridge:
         await self._send("turn_complete", **summary.to_json())
 
     async def _count_settled(self, summary: TurnSummary) -> None:
+        """Persist the settled turn (a crash loses at most the turn in flight), then check the
+        session budget."""
+        try:
+            # Shielded: the write completes even if the session ends meanwhile.
+            await asyncio.shield(self.deps.store.record_settled_turn(self.session_id, summary))
+        except Exception:
+            log.exception("could not store turn %d of %s", summary.number, self.session_id)
         await self._apply_budget(self._budget.add_turn(summary))
 
     async def _apply_budget(self, check: BudgetCheck | None) -> None:
@@ -398,10 +404,9 @@ class VoiceBridge:
             self._paused = True
             try:
                 # Shielded: the write finishes even if the session ends right now.
+                budget = SESSION_BUDGET_FIELDS[check.metric]
                 await asyncio.shield(
-                    self.deps.store.transition(
-                        self.session_id, self.user_id, SessionState.PAUSED, reason=BUDGET_EXHAUSTED
-                    )
+                    self.deps.store.pause_for_budget(self.session_id, self.user_id, budget)
                 )
             except Exception:
                 log.exception("could not store the budget pause of %s", self.session_id)

@@ -24,6 +24,13 @@ class BudgetMetric(StrEnum):
     AUDIO_MINUTES = "audio_minutes"
 
 
+# The `Budgets` field each session metric is limited by (what a pause names in the store).
+SESSION_BUDGET_FIELDS = {
+    BudgetMetric.USD: "session_usd",
+    BudgetMetric.AUDIO_MINUTES: "session_audio_minutes",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetCheck:
     metric: BudgetMetric
