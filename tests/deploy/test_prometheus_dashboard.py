@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from voicetrace.emulator import Emulator, Scenario, ScriptedTurn
 from voicetrace.service.api.auth import mint_token
@@ -41,6 +42,7 @@ from voicetrace.service.voice.audio import silence, speech_like
 from tests.conftest import JWT_SECRET
 from tests.deploy.conftest import DEPLOY, require_binary
 from tests.deploy.prom import QueryError, RealPrometheus, Sample, free_port, spawn, usable
+from tests.deploy.promnames import parse_query
 from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -348,3 +350,16 @@ async def test_the_check_fails_for_a_metric_or_label_that_does_not_exist(stack: 
     for expr in broken:
         with pytest.raises(QueryError):
             await usable(stack.prom, expr)
+
+
+async def test_service_alert_rules_run_on_series_the_service_really_produces(stack: Stack) -> None:
+    """The alert rules' expressions run in Prometheus, and every metric the service-side ones
+    name has series (a renamed metric would make an alert silently never fire)."""
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            await stack.prom.query(rule["expr"])  # QueryError if Prometheus refuses it
+            if group["name"] != "voicetrace-service":
+                continue
+            for metric in parse_query(rule["expr"])[0]:
+                assert await stack.prom.query(f"count({metric})"), (rule["alert"], metric)
