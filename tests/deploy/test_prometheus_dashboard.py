@@ -8,9 +8,12 @@ a warm-up turn, a spoken barge-in, tool calls (one succeeds, one fails), a model
 emulator closes 1011), and one session left open. Each query of
 deploy/grafana/dashboards/voicetrace.json is sent to Prometheus's HTTP API with Grafana's
 `$__rate_interval` replaced, and must give usable (non-empty, finite, labelled) and sensible
-values — except panels marked collector-only, whose series only the OpenTelemetry Collector
-produces (span metrics, `otelcol_*`): those must parse and run in Prometheus, and their names are
-checked against the collector's config and metadata by test_dashboard.py.
+values. Panels marked collector-only have series only the OpenTelemetry Collector produces:
+- span metrics: made here from the spans the service really exported, the way the collector's
+  span_metrics connector makes them (tests/deploy/span_metrics.py, with the connector's config
+  from otel-collector.yaml), and scraped by the same Prometheus: judged like the others;
+- the collector's own `otelcol_*` telemetry: the queries must run in Prometheus and return
+  nothing here; their names are checked against the collector's metadata by test_dashboard.py.
 
 The service is scraped directly, not through the collector: the collector's prometheus exporter
 names the same OTLP metrics the same way (test_dashboard.py cross-checks the naming).
@@ -40,9 +43,10 @@ from voicetrace.service.client import VoiceClient
 from voicetrace.service.voice.audio import silence, speech_like
 
 from tests.conftest import JWT_SECRET
-from tests.deploy.conftest import DEPLOY, require_binary
+from tests.deploy.conftest import DEPLOY, REPO, require_binary
 from tests.deploy.prom import QueryError, RealPrometheus, Sample, free_port, spawn, usable
 from tests.deploy.promnames import parse_query
+from tests.deploy.span_metrics import SpanMetrics, SpanMetricsEndpoint
 from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -65,6 +69,15 @@ class Query:
     @property
     def id(self) -> str:
         return f"{self.panel} / {self.legend}"
+
+    @property
+    def fed(self) -> bool:
+        """Collector-only, but fed here the way the collector would (span metrics)."""
+        return "traces_span_metrics_" in self.expr
+
+    @property
+    def judged(self) -> bool:
+        return not self.collector_only or self.fed
 
 
 def dashboard_queries() -> list[Query]:
@@ -192,6 +205,22 @@ async def scraped_value(prom: RealPrometheus, service_url: str, metric: str) -> 
     raise TimeoutError(f"prometheus never scraped {metric} = {expected} (targets: {health})")
 
 
+async def spans_scraped(prom: RealPrometheus, receiver: OtlpReceiver) -> None:
+    """Wait until the service's exports settle and Prometheus holds a span metric per span."""
+    deadline = time.monotonic() + 20
+    seen, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = len(receiver.spans)
+        if count != seen:
+            seen, stable_since = count, time.monotonic()
+        elif time.monotonic() - stable_since > 1.5:
+            got = await prom.query("sum(traces_span_metrics_calls_total)")
+            if got and got[0].value == count > 0:
+                return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"prometheus never held span metrics for the {seen} spans received")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     binary = require_binary("prometheus")
@@ -205,18 +234,22 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     async with contextlib.AsyncExitStack() as stack:
         emulator = await stack.enter_async_context(Emulator(scenario=scenario))
         receiver = stack.enter_context(OtlpReceiver())
+        connector = yaml.safe_load((REPO / "otel-collector.yaml").read_text())["connectors"]
+        span_metrics = stack.enter_context(
+            SpanMetricsEndpoint(SpanMetrics(receiver, connector["span_metrics"]))
+        )
         proc = await _serve(emulator, tmp, port, receiver.base_url)
         stack.callback(_stop, proc)
-        prom = await stack.enter_async_context(
-            RealPrometheus(binary, [f"127.0.0.1:{port}"], tmp, scrape_s=0.5)
-        )
+        targets = [f"127.0.0.1:{port}", f"127.0.0.1:{span_metrics.port}"]
+        prom = await stack.enter_async_context(RealPrometheus(binary, targets, tmp, scrape_s=0.5))
         sessions = Sessions(base)
         # Warm-up: creates this model's series (counters at 0, histograms and each tool's
         # series at their first event, which rate() cannot see) and lets Prometheus scrape them
         # before the events that must be counted.
         await sessions.typed("Hello there", ASK_TOOLS)
+        await sessions.model_error()
         await scraped_value(prom, base, "voice_turns_total")
-        await asyncio.sleep(1.0)
+        await spans_scraped(prom, receiver)
         await sessions.barge_in()
         await sessions.typed(ASK_TOOLS, "Thanks, and how do I get to the City Library?")
         await sessions.model_error()
@@ -224,8 +257,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         await idle.wait_for("session_started")
         await scraped_value(prom, base, "voice_turns_total")
         await scraped_value(prom, base, "voice_tool_calls_total")
+        await spans_scraped(prom, receiver)
         await asyncio.sleep(1.0)  # one more scrape for the gauges and the telemetry counters
-        assert await prom.target_health() == ["up"]
+        assert await prom.target_health() == ["up", "up"]
         yield Stack(prom, base)
 
 
@@ -282,7 +316,21 @@ def _telemetry_spans(samples: list[Sample]) -> bool:
     return by.get("started", 0) > 0 and by.get("exported", 0) > 0 and by.get("dropped", -1) == 0
 
 
+def _agent_turns(samples: list[Sample]) -> bool:
+    reasons = _by("voice_turn_end_reason", samples)
+    return reasons.get("completed", 0) > 0 and {"interrupted", "model_error"} <= set(reasons)
+
+
+def _error_spans(samples: list[Sample]) -> bool:
+    rates = _by("span_name", samples)
+    return rates.get("voice_session", 0) > 0 and all(v >= 0 for v in rates.values())
+
+
 SENSIBLE: dict[str, Callable[[list[Sample]], bool]] = {
+    # span metrics, fed the way the collector's connector makes them
+    "Model response duration p95 (span metrics, chat spans) / {{gen_ai_request_model}}": (_seconds),
+    "Agent turns by end reason (span metrics) / {{voice_turn_end_reason}}": _agent_turns,
+    "Spans ending in error per minute (span metrics) / {{span_name}}": _error_spans,
     "Turn latency p95 by phase / p95 {{voice_turn_phase}}": _phases,
     "Turn latency p95 by phase / p50 total": _seconds,
     "Time to first audio (TTFA) / p50 {{gen_ai_request_model}}": _seconds,
@@ -311,7 +359,7 @@ SENSIBLE: dict[str, Callable[[list[Sample]], bool]] = {
 QUERIES = dashboard_queries()
 
 
-@pytest.mark.parametrize("query", [q for q in QUERIES if not q.collector_only], ids=Query.id.fget)
+@pytest.mark.parametrize("query", [q for q in QUERIES if q.judged], ids=Query.id.fget)
 async def test_every_service_query_gives_sensible_values_in_real_prometheus(
     stack: Stack, query: Query
 ) -> None:
@@ -321,16 +369,18 @@ async def test_every_service_query_gives_sensible_values_in_real_prometheus(
     assert check(samples), f"{query.id}: {[(s.labels, s.value) for s in samples]}"
 
 
-@pytest.mark.parametrize("query", [q for q in QUERIES if q.collector_only], ids=Query.id.fget)
-async def test_collector_only_queries_run_in_real_prometheus(stack: Stack, query: Query) -> None:
-    """Their series come from the collector (span_metrics, otelcol_*), never from the service:
+@pytest.mark.parametrize("query", [q for q in QUERIES if not q.judged], ids=Query.id.fget)
+async def test_collector_telemetry_queries_run_in_real_prometheus(
+    stack: Stack, query: Query
+) -> None:
+    """Their series (otelcol_*) come from the collector itself, never from the service:
     Prometheus must accept the query, and the service must not be the one producing them."""
     samples = await stack.prom.query(query.expr.replace("$__rate_interval", "1m"))
     assert samples == [], f"the service now produces {query.id}: drop the collector-only mark"
 
 
 async def test_every_query_is_judged_and_only_span_metric_and_collector_panels_are_collector_only():
-    judged = {q.id for q in QUERIES if not q.collector_only}
+    judged = {q.id for q in QUERIES if q.judged}
     assert judged == set(SENSIBLE), "SENSIBLE and the dashboard disagree"
     for query in QUERIES:
         from_collector = "traces_span_metrics_" in query.expr or "otelcol_" in query.expr
@@ -346,6 +396,8 @@ async def test_the_check_fails_for_a_metric_or_label_that_does_not_exist(stack: 
         'sum(rate(voice_turns_total{voice_turn_end_reason="finished"}[$__rate_interval]))',
         "histogram_quantile(0.95, sum by (le) (rate(voice_turns_total[$__rate_interval])))",
         "sum(rate(voice_turns_total[$__rate_interval])",  # does not parse
+        # a span-metrics dimension the collector's connector is not configured with
+        "sum by (gen_ai_provider_name) (rate(traces_span_metrics_calls_total[$__rate_interval]))",
     ]
     for expr in broken:
         with pytest.raises(QueryError):
