@@ -2,8 +2,8 @@
 
 Commands are taken from code in README.md and docs/*.md (fenced blocks and `inline` spans) and
 checked against the real CLI parser: the subcommand and each `--flag`. Variables are checked
-against the Settings class (field names with the VOICETRACE_ prefix) plus the few that only the
-container entry point reads (deploy/docker-entrypoint.sh).
+against the Settings class (field names with the VOICETRACE_ prefix), plus the few that only the
+container entry point reads (deploy/docker-entrypoint.sh) or the telemetry library reads itself.
 """
 
 from __future__ import annotations
@@ -80,6 +80,10 @@ def known_variables() -> set[str]:
         names.add(f"VOICETRACE_{name.upper()}")
     script = ENTRYPOINT.read_text()
     names |= set(re.findall(r"\$\{(VOICETRACE_[A-Z0-9_]+)", script))
+    # The telemetry library cannot use the service's Settings: it reads its own few switches
+    # from the environment, by name (string constants in its source).
+    for source in (REPO / "telemetry" / "voicetrace" / "telemetry").glob("*.py"):
+        names |= set(re.findall(r"[\"'](VOICETRACE_[A-Z0-9_]+)[\"']", source.read_text()))
     return names
 
 
