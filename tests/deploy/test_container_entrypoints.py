@@ -211,3 +211,47 @@ def test_entrypoint_fails_clearly_when_the_emulator_never_comes(tmp_path: Path) 
     )
     assert result.returncode == 78
     assert "GEMINI_API_KEY is not set" in result.stderr and result.stdout == ""
+
+
+def _fake_voicetrace(tmp_path: Path) -> dict[str, str]:
+    """A `voicetrace` on PATH that prints the arguments it was started with."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    fake = bin_dir / "voicetrace"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def _serve_args(tmp_path: Path, *command: str, **env: str) -> list[str]:
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), *command],
+        env={**_env(**env), **_fake_voicetrace(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_on_the_emulator_serve_gets_the_demo_tools_unless_it_names_its_own(tmp_path: Path):
+    bundle = tmp_path / "ca-bundle.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    emulated = {"GEMINI_API_KEY": "", "VOICETRACE_EMULATOR_CA_BUNDLE": str(bundle)}
+    assert _serve_args(tmp_path / "a", "voicetrace", "serve", **emulated) == [
+        "serve",
+        "--tools",
+        "voicetrace.demo.tools:demo_registry",
+    ]
+    own = ["serve", "--tools", "my.tools:registry"]
+    assert _serve_args(tmp_path / "b", "voicetrace", *own, **emulated) == own
+    # other commands, and real Gemini, are left alone
+    assert _serve_args(tmp_path / "c", "voicetrace", "token", "alice", **emulated) == [
+        "token",
+        "alice",
+    ]
+    assert _serve_args(tmp_path / "d", "voicetrace", "serve", GEMINI_API_KEY="AIza-real") == [
+        "serve"
+    ]

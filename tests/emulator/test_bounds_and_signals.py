@@ -125,3 +125,35 @@ async def test_voicetrace_emulator_deletes_its_key_and_certificates_on(sig):
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_typed_text_kept_until_turn_complete_is_bounded_newest_first():
+    from voicetrace.emulator.session import _newest
+
+    assert _newest(["a" * 10, "b" * 10, "c" * 10], 25) == ["b" * 10, "c" * 10]
+    assert _newest(["x" * 100], 8) == ["x" * 8]
+    assert _newest([], 8) == []
+
+
+async def test_a_turn_that_never_completes_keeps_only_the_newest_text(start_emulator):
+    from voicetrace.emulator.session import MAX_PENDING_CHARS
+
+    await start_emulator()
+    async with genai.Client().aio.live.connect(
+        model="gemini-3.8-live", config=live_config()
+    ) as session:
+        for n in range(5):
+            await session.send_client_content(
+                turns=[text_turn(f"{n} " + "z" * (MAX_PENDING_CHARS // 2))], turn_complete=False
+            )
+        await session.send_client_content(turns=[text_turn("Hello")], turn_complete=True)
+        messages = await one_turn(session)
+    said = "".join(
+        m.server_content.output_transcription.text
+        for m in messages
+        if m.server_content and m.server_content.output_transcription
+    )
+    assert "Hello" in said and "0 zzz" not in said
+    # every character was still billed: 5 × (2 + 32768) + 5 characters, 4 per token
+    usage = messages[-1].usage_metadata
+    assert usage.prompt_token_count == sum(-(-len(t) // 4) for t in [f"0 {'z' * 32768}"] * 5) + 2

@@ -40,6 +40,24 @@ from voicetrace.emulator.vad import Endpointer
 
 log = logging.getLogger(__name__)
 
+# Per-session bound on typed text kept for the assistant until turnComplete (tokens are counted
+# in full regardless): a client that never completes a turn cannot grow the emulator.
+MAX_PENDING_CHARS = 64 * 1024
+
+
+def _newest(texts: list[str], limit: int) -> list[str]:
+    """The newest texts whose total length fits in `limit` (the newest one cut if alone)."""
+    kept: list[str] = []
+    size = 0
+    for text in reversed(texts):
+        if size + len(text) > limit:
+            if not kept:
+                kept.append(text[-limit:])
+            break
+        kept.append(text)
+        size += len(text)
+    return kept[::-1]
+
 
 class LiveSession:
     def __init__(self, ws: WebSocket, state: EmulatorState, version: str, method: str) -> None:
@@ -235,6 +253,7 @@ class LiveSession:
                 self._pending_user.extend(texts)
             else:  # a model turn of the history: what the user said before it is answered
                 self._pending_user.clear()
+        self._pending_user = _newest(self._pending_user, MAX_PENDING_CHARS)
         # As Gemini does, content without turnComplete only accumulates: frameworks (Pipecat,
         # LiveKit) send the user's text with turn_complete=false, then a bare turn_complete=true.
         if pick(content, "turnComplete", False):

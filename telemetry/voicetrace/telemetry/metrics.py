@@ -15,6 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
 from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.health import TelemetryHealth
+from voicetrace.telemetry.usage import MODALITIES
 
 TOKEN_BUCKETS = (
     1,
@@ -167,6 +168,13 @@ class VoiceMetrics:
 
 
 _PHASES = ("user_speech", "endpointing", "response", "total")
+_TOOL_STATUSES = ("ok", "error")
+# `Usage.by_modality()` keys: input/output per modality, plus reasoning output.
+_TOKEN_KEYS = (
+    *(f"input_{m}" for m in MODALITIES),
+    *(f"output_{m}" for m in MODALITIES),
+    "output_reasoning",
+)
 _CACHE_CAP = 256  # tool names / end reasons per model: bounded even with odd callers
 
 
@@ -185,6 +193,26 @@ class ModelMetrics:
         self._by_reason: dict[str, dict[str, Any]] = {}
         self._by_modality: dict[str, dict[str, Any]] = {}
         self._by_tool: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Export every counter series this model can produce at 0 before its first event.
+
+        Prometheus's rate()/increase() only count increments between two samples: a series whose
+        first sample is already 1 (the first barge-in, the first cent) is missed. So the
+        (provider, model) counters whose label values are known in advance start at 0 here —
+        turns by every end reason, interruptions, audio, cost and tokens by direction and
+        modality. Tool names are not known in advance (a tool's statuses start at 0 when it is
+        first seen, in `tool`); histograms cannot be zeroed without a fake observation: both are
+        born with their first event.
+        """
+        m = self.m
+        for reason in sorted(k.END_REASONS):
+            m.turns.add(0, self._cached(self._by_reason, reason, self._reason, reason))
+        for counter in (m.interruptions, m.audio_in, m.audio_out, m.audio_unheard, m.cost):
+            counter.add(0, self.base)
+        for key in _TOKEN_KEYS:
+            m.tokens.add(0, self._cached(self._by_modality, key, self._modality, key))
 
     @staticmethod
     def _cached(cache: dict[Any, Any], key: Any, make: Callable[..., Any], *args: Any) -> Any:
@@ -244,6 +272,12 @@ class ModelMetrics:
 
     def tool(self, name: str, status: str) -> None:
         """A tool call that got a result (ok | error)."""
+        if (name, status) not in self._by_tool and len(self._by_tool) < _CACHE_CAP:
+            # First sight of this tool: its other status starts at 0, so that (say) its first
+            # error after a success is seen by rate(). Its very first call cannot be.
+            for other in _TOOL_STATUSES:
+                attrs, _ = self._cached(self._by_tool, (name, other), self._tool, name, other)
+                self.m.tool_calls.add(0, attrs)
         calls, errors = self._cached(self._by_tool, (name, status), self._tool, name, status)
         self.m.tool_calls.add(1, calls)
         if status == "error":
