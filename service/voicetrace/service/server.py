@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 
 import h11
 import uvicorn
@@ -36,9 +36,14 @@ class VoiceServer(uvicorn.Server):
         self.signals = signals
         self.base_url = ""
 
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
         # In-process servers (demo, tests) leave the host program's signal handling alone.
-        return super().capture_signals() if self.signals else contextlib.nullcontext()
+        if self.signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         deps = getattr(self.app.state, "bridge_deps", None)

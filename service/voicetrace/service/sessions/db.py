@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import DefaultClause, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -179,7 +179,7 @@ def _add_missing_columns(sync_conn: Any, schema: str | None) -> None:
             if column.name in present:
                 continue
             ddl = f"{column.name} {column.type.compile(sync_conn.dialect)}"
-            if column.server_default is not None:
+            if isinstance(column.server_default, DefaultClause):
                 ddl += f" NOT NULL DEFAULT {column.server_default.arg}"
             name = preparer.quote(table.name)
             if schema is not None:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,8 +26,20 @@ from voicetrace.service.sessions.rows import BRIDGED, lease_lost
 from voicetrace.service.sessions.state import OPEN_STATES, SessionState
 from voicetrace.service.sessions.turns import summary_from_turns
 
-if TYPE_CHECKING:
-    from voicetrace.service.sessions.store import SessionStore
+
+class Leased(Protocol):
+    """What the lease keeper needs of the session store (no import of it: no cycle)."""
+
+    @property
+    def policy(self) -> SessionPolicy: ...
+
+    @property
+    def instance_id(self) -> str: ...
+
+    async def heartbeat(self) -> int: ...
+
+    async def sweep(self) -> int: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +131,13 @@ class LeaseKeeper:
     Failures (database briefly down) are logged by type and retried next round; the writes are
     detached from this task, so stopping it never interrupts one."""
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: Leased) -> None:
         self._store = store
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
 
     @classmethod
-    def start(cls, store: SessionStore) -> LeaseKeeper:
+    def start(cls, store: Leased) -> LeaseKeeper:
         keeper = cls(store)
         keeper._task = asyncio.get_running_loop().create_task(
             keeper._run(), name=f"leases:{store.instance_id}"

@@ -93,7 +93,7 @@ def lease_lost(instance_id: str, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def exhausted_session_budget(row: Mapping[str, Any]) -> str | None:
+def exhausted_session_budget(row: Mapping[Any, Any]) -> str | None:
     """The session budget the row's own totals have used up, if any (`0` is used up at once)."""
     usd = row["session_usd"]
     if usd is not None and Decimal(row["cost_usd"]) >= Decimal(usd):

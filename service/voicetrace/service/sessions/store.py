@@ -15,6 +15,9 @@ SQLite or on PostgreSQL with many replicas. Other users' sessions behave exactly
 All work goes through `Database.write` / `Database.read`, which cannot be cancelled half way.
 Settled-turn usage (`record_turn`) and replica leases (`heartbeat`, `sweep`, `recover_after_crash`)
 live in `sessions.turns` and `sessions.leases`; the methods here are their public face.
+
+Long because: every state change with its guards (owner, lease, caps, budget) is one
+transaction here, in one place; row mapping, turn usage, leases and policy live beside it.
 """
 
 from __future__ import annotations
@@ -221,7 +224,7 @@ class SessionStore:
         user_id: str,
         to: SessionState,
         reason: str | None,
-        sources: list[str],
+        sources: Sequence[str],
         now: datetime,
     ) -> Any:
         policy = self.policy
