@@ -1,20 +1,17 @@
-"""A known defect, pinned: flushing the telemetry duplicates every series in the next scrape.
+"""Flushing the telemetry never duplicates series in the next Prometheus scrape.
 
-`VoiceTelemetry.force_flush()` (called at every session end) flushes the meter provider. With
-opentelemetry-exporter-prometheus 0.66b2 a flush makes the pull reader queue one more snapshot,
-and the next /metrics render writes every series once per queued snapshot: duplicate samples,
-which Prometheus drops (keeping the first, possibly older, value). When the telemetry stops
-flushing pull readers this test passes, strict xfail fails, and the mark must go.
+With opentelemetry-exporter-prometheus 0.66b2, flushing a meter provider makes the pull reader
+queue one more snapshot, and the next /metrics render writes every series once per queued
+snapshot: duplicate samples, which Prometheus drops (keeping the first, possibly older, value).
+`VoiceTelemetry.force_flush()` (at every session end) therefore flushes push readers only.
 """
 
 from __future__ import annotations
 
-import pytest
 from voicetrace.telemetry import SessionInfo
 from voicetrace.telemetry.setup import configure_telemetry
 
 
-@pytest.mark.xfail(strict=True, reason="force_flush queues a Prometheus snapshot (see docstring)")
 def test_a_telemetry_flush_does_not_duplicate_series_in_the_next_scrape(monkeypatch):
     from prometheus_client import REGISTRY, generate_latest
 

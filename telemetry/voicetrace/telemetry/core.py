@@ -56,6 +56,7 @@ class VoiceTelemetry:
         on_shutdown: Callable[[], None] | None = None,
         max_emit_queue: int = 4096,
         media: MediaUploader | None = None,
+        flush_metrics: bool = True,
     ) -> None:
         if usage_wait_s < 0:
             raise ValueError("usage_wait_s must be >= 0")
@@ -71,6 +72,7 @@ class VoiceTelemetry:
         self.counters = health or TelemetryHealth()
         self.metrics = VoiceMetrics(self.meter_provider, self.counters)
         self._owns_providers = owns_providers
+        self._flush_metrics = flush_metrics
         # Turn audio as Langfuse media: only for sessions with content capture and consent.
         self.media = media
         self._on_shutdown = on_shutdown
@@ -181,7 +183,7 @@ class VoiceTelemetry:
         done, ok = run_bounded(lambda: flush(int(left * 1000)), left, "flush")
         meter_flush = getattr(self.meter_provider, "force_flush", None)
         left = max(deadline - time.monotonic(), 0.0)
-        if meter_flush is not None and self._owns_providers and left > 0:
+        if meter_flush is not None and self._owns_providers and self._flush_metrics and left > 0:
             run_bounded(lambda: meter_flush(int(left * 1000)), min(left, 1.0), "mflush")
         return bool(drained and done and ok is not False)
 

@@ -62,6 +62,9 @@ class TelemetryProviders:
     export_processors: list[ExportProcessor] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # e.g. ["otlp http://…/v1/traces"]
     media: MediaUploader | None = None  # turn audio to Langfuse (content capture + consent)
+    # Only push readers need a flush; flushing a Prometheus (pull) reader queues an extra
+    # snapshot and the next scrape repeats every series (exporter-prometheus 0.66b2).
+    flush_metrics: bool = True
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -221,6 +224,7 @@ def configure_providers(
         processors,
         [label for label, _ in exporters],
         media,
+        flush_metrics=any(isinstance(r, PeriodicExportingMetricReader) for r in readers),
     )
 
 
@@ -349,4 +353,5 @@ def configure_telemetry(
         health=providers.health,
         owns_providers=True,
         media=providers.media,
+        flush_metrics=providers.flush_metrics,
     )
