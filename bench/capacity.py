@@ -46,7 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the capacity/ parts, when imported
 
 from capacity import report
-from capacity.procs import OtlpSink
+from capacity.procs import OtlpSink, claim
 from capacity.run import VARIANTS, Run, run_once
 from voicetrace.emulator.tls import write_certificates
 
@@ -64,6 +64,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--turn-timeout-s", type=float, default=10.0)
     parser.add_argument("--client-procs", type=int, default=3, help="load generator processes")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=-10,
+        help="nice value of every benchmark process (needs privilege; ignored without it): "
+        "on a shared machine other processes would otherwise set the latency",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the service with py-spy (pip install py-spy) into this directory and "
+        "print its top costs",
+    )
     parser.add_argument("--smoke", action="store_true", help="3 sessions, 8 s, one repeat")
     parser.add_argument(
         "--inject-stall-ms",
@@ -106,15 +119,15 @@ def machine(args: argparse.Namespace) -> str:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · nproc {args.nproc} · {model} · "
         f"Python {platform.python_version()} · {pin} · {args.client_procs} generator process(es) · "
         f"{args.sessions} sessions × {args.seconds:g} s × {args.repeat} · {args.frame_ms} ms frames"
+        f" · nice {os.getpriority(os.PRIO_PROCESS, 0)}"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.other_cpus:  # this process (sampler, OTLP sink) stays off the service's CPU too
-        os.sched_setaffinity(0, args.other_cpus)
+    claim(args.other_cpus, args.nice)  # the sampler and OTLP sink stay off the service's CPU
     started = time.monotonic()
-    print(machine(args), flush=True)
+    print(machine(args), flush=True)  # after claim(): shows the nice value obtained
     print(report.RUN_HEADER, flush=True)
     runs: list[Run] = []
     sink = OtlpSink()

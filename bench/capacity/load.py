@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import urllib.request
 from collections import deque
@@ -31,6 +30,7 @@ from voicetrace.service.voice.audio import frames, mix, room_noise, speech_like
 from voicetrace.service.voice.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL
 
 from capacity import tags
+from capacity.procs import claim
 
 SILENCE_MS = 300  # voicetrace's default silence_duration_ms: Gemini's VAD would end the turn here
 
@@ -247,10 +247,11 @@ async def _run(plan: Plan, users: list[str], conn: Connection) -> Result:
     return out
 
 
-def worker(conn: Connection, plan: Plan, users: list[str], cpus: set[int] | None) -> None:
+def worker(
+    conn: Connection, plan: Plan, users: list[str], cpus: set[int] | None, nice: int
+) -> None:
     """Entry point of a generator process: connect, say "ready", wait for (t0, offsets), run."""
-    if cpus:
-        os.sched_setaffinity(0, cpus)
+    claim(cpus, nice)
     try:
         conn.send(asyncio.run(_run(plan, users, conn)))
     except Exception as exc:  # reported to the parent, which marks the run invalid

@@ -7,8 +7,10 @@ listening port is read from /proc/<pid>/fd and /proc/net/tcp, so every server ca
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -46,11 +48,34 @@ def cpu_busy(cpus: set[int]) -> tuple[float, float]:
     return busy, total
 
 
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: a harness killed mid-run must not leave servers running."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def claim(cpus: set[int] | None, nice: int) -> None:
+    """Pin the calling process and lower its nice value (best effort: needs the privilege)."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    if nice:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
 def spawn(
-    argv: list[str], log: Path, env: dict[str, str], cwd: Path, cpus: set[int] | None
+    argv: list[str],
+    log: Path,
+    env: dict[str, str],
+    cwd: Path,
+    cpus: set[int] | None,
+    nice: int = 0,
 ) -> subprocess.Popen[bytes]:
-    # Affinity is set in the child before exec, so every thread it starts inherits it.
-    pre = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    # Affinity and priority are set in the child before exec: every thread it starts inherits them.
+    def pre() -> None:
+        _die_with_parent()
+        claim(cpus, nice)
+
     with log.open("ab") as err:
         return subprocess.Popen(argv, env=env, cwd=cwd, stdout=err, stderr=err, preexec_fn=pre)
 

@@ -7,6 +7,8 @@ import json
 import math
 import multiprocessing as mp
 import os
+import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,6 +46,9 @@ class Run:
     clients_cpu: float = math.nan
     noise_cpu: float = math.nan  # other processes of the machine on the service's core
     spans: int | None = None
+    profile: Path | None = None  # py-spy's collapsed stacks of the service over the window
+    frames_per_s: float = math.nan  # microphone frames into the service, steady state
+    chunks_per_s: float = math.nan  # model audio chunks into the service, whole run
     invalid: list[str] = field(default_factory=list)
 
     @property
@@ -135,10 +140,12 @@ def run_once(
         _clean_env(),
         tmp,
         args.other_cpus,
+        args.nice,
     )
     service = None
     workers: list[tuple[mp.process.BaseProcess, Connection]] = []
     sampler = None
+    spy: subprocess.Popen[bytes] | None = None
     spans_before = sink.spans
     try:
         up_port = procs.listening_port(upstream.pid)
@@ -149,7 +156,9 @@ def run_once(
         }
         secret = os.urandom(24).hex()
         argv, env = _target(variant, tmp, upstream_env, sink.url, secret)
-        service = procs.spawn(argv, tmp / f"service-{tag}.log", env, tmp, args.service_cpus)
+        service = procs.spawn(
+            argv, tmp / f"service-{tag}.log", env, tmp, args.service_cpus, args.nice
+        )
         base_url = f"http://127.0.0.1:{procs.listening_port(service.pid)}"
         procs.wait_healthy(base_url, service)
         time.sleep(0.5)
@@ -172,7 +181,9 @@ def run_once(
         for w in range(n_procs):
             parent, child = ctx.Pipe()
             users = [f"bench-{repeat}-{i}" for i in range(w, args.sessions, n_procs)]
-            p = ctx.Process(target=worker, args=(child, plan, users, args.other_cpus))
+            p = ctx.Process(
+                target=worker, args=(child, plan, users, args.other_cpus, args.nice), daemon=True
+            )
             p.start()
             child.close()
             workers.append((p, parent))
@@ -192,6 +203,8 @@ def run_once(
         t0 = time.monotonic() + 0.3
         for w, (_, conn) in enumerate(workers):
             conn.send((t0, [RAMP_S * i / args.sessions for i in range(w, args.sessions, n_procs)]))
+        if args.profile:
+            spy = _profile(service.pid, args, tmp, tag, t0)
         outs: list[Result] = []
         for _, conn in workers:
             outs.append(
@@ -199,6 +212,9 @@ def run_once(
             )
         window = (t0 + RAMP_S + 1.0, t0 + args.seconds - 1.0)
         sampler.stop()
+        if spy is not None:
+            spy.wait(30)
+            run.profile = args.profile / f"{tag}.txt"
         run.cpu = sampler.cpu_percent("service", *window)
         run.upstream_cpu = sampler.cpu_percent("upstream", *window)
         run.clients_cpu = sum(
@@ -225,6 +241,8 @@ def run_once(
                 p.join()
             conn.close()
         procs.stop(upstream, 5.0)
+        if spy is not None:
+            procs.stop(spy)
     if variant == "telemetry on":
         run.spans = sink.spans - spans_before
         if not run.invalid and run.spans == 0:
@@ -233,6 +251,19 @@ def run_once(
     if math.isnan(run.cpu) and not run.invalid:
         run.invalid.append("CPU window too short (raise --seconds)")
     return run
+
+
+def _profile(
+    pid: int, args: argparse.Namespace, tmp: Path, tag: str, t0: float
+) -> subprocess.Popen[bytes]:
+    """py-spy (not a dependency: install it yourself) on the service over the steady window,
+    non-blocking so the sampled process is not paused, from the generator's CPU."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    time.sleep(max(0.0, t0 + RAMP_S + 1.0 - time.monotonic()))
+    duration = max(1, int(args.seconds - RAMP_S - 2.0))
+    argv = [spy, "record", "-p", str(pid), "-d", str(duration), "-r", "250", "--nonblocking"]
+    argv += ["-f", "raw", "-o", str(args.profile / f"{tag}.txt")]
+    return procs.spawn(argv, tmp / f"py-spy-{tag}.log", dict(os.environ), tmp, args.other_cpus)
 
 
 def _check_clients(run: Run, outs: list[Result], args: argparse.Namespace) -> None:
@@ -274,6 +305,8 @@ def _check_upstream(run: Run, stats_path: Path, args: argparse.Namespace) -> Non
         run.invalid.append("the fake upstream wrote no statistics")
         return
     run.up_ms = stats["up_ms"]
+    run.frames_per_s = run.sessions * 1000 / args.frame_ms
+    run.chunks_per_s = stats["chunks_out"] / args.seconds
     paced = stats["pace_late_ms"]
     late = sum(1 for x in paced if x > args.late_ms)
     if paced and late / len(paced) > args.max_late_pct / 100:
