@@ -47,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the capacity/ parts,
 
 from capacity import report
 from capacity.procs import OtlpSink, claim
-from capacity.run import VARIANTS, Run, run_once
+from capacity.profile import parse as parse_profile
+from capacity.profile import render as render_profile
+from capacity.run import DEFAULT_VARIANTS, VARIANTS, Run, run_once
 from voicetrace.emulator.tls import write_certificates
 
 
@@ -56,7 +58,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=20, help="concurrent sessions per run")
     parser.add_argument("--seconds", type=float, default=30.0, help="talking time per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated, of: {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--frame-ms", type=int, default=20, help="microphone frame (10-100 ms)")
     parser.add_argument("--reply-s", type=float, default=2.0, help="model answer length")
     parser.add_argument("--late-ms", type=float, default=20.0, help="a frame this late is late")
@@ -76,6 +82,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="record the service with py-spy (pip install py-spy) into this directory and "
         "print its top costs",
+    )
+    parser.add_argument(
+        "--gc-probe", action="store_true", help="log the service's garbage-collector pauses"
     )
     parser.add_argument("--smoke", action="store_true", help="3 sessions, 8 s, one repeat")
     parser.add_argument(
@@ -123,6 +132,15 @@ def machine(args: argparse.Namespace) -> str:
     )
 
 
+def _print_profile(run: Run) -> None:
+    if run.profile is None or not run.profile.exists() or run.invalid:
+        return
+    with run.profile.open(encoding="utf-8") as f:
+        profile = parse_profile(f)
+    lines = render_profile(profile, run.cpu, run.frames_per_s, run.chunks_per_s)
+    print("\n".join("    " + line for line in lines), flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     claim(args.other_cpus, args.nice)  # the sampler and OTLP sink stay off the service's CPU
@@ -141,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for variant in args.variants[k:] + args.variants[:k]:
                     runs.append(run_once(variant, rep, args, tmp, certs, sink))
                     print(report.run_row(runs[-1]), flush=True)
+                    _print_profile(runs[-1])
+                    if runs[-1].gc:
+                        print(f"    {runs[-1].gc}", flush=True)
     finally:
         sink.shutdown()
         sink.server_close()

@@ -48,6 +48,7 @@ class Plan:
     turn_timeout_s: float = 10.0
     late_ms: float = 20.0
     stall_ms: float = 0.0  # fault injection: block the worker's loop this long every second
+    deflate: bool = True  # offer permessage-deflate, as browsers do
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Client:
             self.url,
             subprotocols=protocols,
             open_timeout=20,
+            compression="deflate" if self.plan.deflate else None,
             max_size=None,  # type: ignore[list-item]
         )
         self.reader = asyncio.create_task(self.read())

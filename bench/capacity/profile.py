@@ -37,12 +37,32 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("uvicorn / starlette", r"uvicorn/|starlette/|fastapi/"),
         ("database (SQLAlchemy, aiosqlite)", r"sqlalchemy/|aiosqlite/|sqlite3"),
         ("voicetrace service", r"voicetrace/service/"),
-        ("asyncio event loop", r"asyncio/"),
+        ("sockets + event loop (asyncio)", r"asyncio/|selectors\.py|socket\.py"),
         ("logging", r"/logging/"),
     )
 )
-MIC_PATH = re.compile(r"_on_audio \(|send_realtime_input \(")
-MODEL_PATH = re.compile(r"_model_loop \(|google/genai/live\.py.*receive|_receive \(.*genai")
+# Samples of a thread waiting (py-spy cannot always tell from the OS): not CPU, dropped.
+IDLE = re.compile(r"^(EpollSelector\.select|Condition\.wait|Event\.wait|SocketIO\.readinto) ")
+# Which message a sample serves, by where its stack runs (first match, outermost-first order).
+PATHS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern))
+    for name, pattern in (
+        ("mic: bridge + SDK send (frame → upstream)", r"VoiceBridge\._on_audio \("),
+        (
+            "mic: client leg inbound (parse, inflate)",
+            r"WebSocketsSansIOProtocol\.data_received|"
+            r"WebSocket\.receive \(",
+        ),
+        ("model: SDK receive + parse", r"GeminiLive\.events \(|AsyncSession\.receive \("),
+        ("model: bridge → client (audio, transcripts)", r"VoiceBridge\._model_loop \("),
+        (
+            "model: upstream leg inbound (TLS, inflate)",
+            r"SSLProtocol\.buffer_updated|"
+            r"websockets/asyncio/connection\.py",
+        ),
+        ("telemetry threads (export, emitter)", r"BatchProcessor|Emitter\._run|PeriodicExporting"),
+    )
+)
 
 
 @dataclass
@@ -50,26 +70,39 @@ class Profile:
     samples: int
     costs: Counter[str]
     leaves: Counter[str]
-    mic: int
-    model: int
+    idle: int
+    paths: Counter[str]
+
+    def share(self, prefix: str) -> float:
+        return sum(n for k, n in self.paths.items() if k.startswith(prefix)) / self.samples
 
 
 def parse(lines: Iterable[str]) -> Profile:
     costs: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
-    total = mic = model = 0
+    paths: Counter[str] = Counter()
+    total = idle = 0
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
         frames = stack.split(";")
+        if IDLE.match(frames[-1]):
+            idle += n
+            continue
         total += n
         leaves[_short(frames[-1])] += n
         costs[_charge(frames)] += n
-        mic += n if any(MIC_PATH.search(f) for f in frames) else 0
-        model += n if any(MODEL_PATH.search(f) for f in frames) else 0
-    return Profile(total, costs, leaves, mic, model)
+        paths[_path(stack)] += n
+    return Profile(total, costs, leaves, idle, paths)
+
+
+def _path(stack: str) -> str:
+    for name, pattern in PATHS:
+        if pattern.search(stack):
+            return name
+    return "other (loop, timers, HTTP, turn ends)"
 
 
 def _charge(frames: list[str]) -> str:
@@ -98,20 +131,27 @@ def render(
 ) -> list[str]:
     if not p.samples:
         return ["profile: no samples"]
-    out = [f"{'cost':<36} {'share':>6}" + ("  % of a core" if cpu else "")]
+    core = "  % of a core" if cpu else ""
+    out = [
+        f"{p.samples} busy samples ({p.idle} idle ones dropped)",
+        f"{'cost':<44} {'share':>6}{core}",
+    ]
     for name, n in p.costs.most_common():
         share = n / p.samples
-        out.append(f"{name:<36} {share:>6.1%}" + (f"  {share * cpu:>6.1f}" if cpu else ""))
+        out.append(f"{name:<44} {share:>6.1%}" + (f"  {share * cpu:>6.1f}" if cpu else ""))
+    out.append(f"{'path (what the sample was doing)':<44} {'share':>6}{core}")
+    for name, n in p.paths.most_common():
+        share = n / p.samples
+        out.append(f"{name:<44} {share:>6.1%}" + (f"  {share * cpu:>6.1f}" if cpu else ""))
     out.append(f"top {top} innermost frames (self time):")
     out += [f"  {n / p.samples:>6.1%}  {leaf}" for leaf, n in p.leaves.most_common(top)]
     if cpu and frames_per_s and chunks_per_s:
         # CPU seconds per second × share of a path / messages per second = µs per message.
-        mic_us = 1e4 * cpu * p.mic / p.samples / frames_per_s
-        model_us = 1e4 * cpu * p.model / p.samples / chunks_per_s
+        mic_us = 1e4 * cpu * p.share("mic") / frames_per_s
+        model_us = 1e4 * cpu * p.share("model") / chunks_per_s
         out.append(
-            f"per message: microphone frame {mic_us:.0f} µs ({p.mic / p.samples:.0%} of samples), "
-            f"model audio chunk {model_us:.0f} µs ({p.model / p.samples:.0%}); "
-            "the rest (sockets, TLS, loop) is shared by both"
+            f"per message: microphone frame {mic_us:.0f} µs, 40 ms model audio chunk "
+            f"{model_us:.0f} µs (with its share of transcripts); 'other' is not attributed"
         )
     return out
 

@@ -21,7 +21,16 @@ from capacity import procs
 from capacity.load import Plan, Result, worker
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
-VARIANTS = ("telemetry on", "telemetry off", "bare relay")
+# "no deflate": voicetrace with telemetry on, but its peers do not negotiate permessage-deflate
+# (the clients do not offer it, the fake upstream refuses it) — what a server-side switch gives.
+VARIANTS = ("telemetry on", "telemetry off", "bare relay", "no deflate")
+DEFAULT_VARIANTS = VARIANTS[:3]
+
+
+def telemetry_on(variant: str) -> bool:
+    return variant in ("telemetry on", "no deflate")
+
+
 # /health telemetry counters that mean a telemetry-on run lost or failed something.
 TELEMETRY_TROUBLE = ("spans_dropped", "export_failures", "tracer_errors", "emit_dropped")
 RAMP_S = 2.0  # session starts are spread over this, so turns do not line up
@@ -46,6 +55,7 @@ class Run:
     clients_cpu: float = math.nan
     noise_cpu: float = math.nan  # other processes of the machine on the service's core
     spans: int | None = None
+    gc: str = ""  # --gc-probe: the collector's pauses in the window
     profile: Path | None = None  # py-spy's collapsed stacks of the service over the window
     frames_per_s: float = math.nan  # microphone frames into the service, steady state
     chunks_per_s: float = math.nan  # model audio chunks into the service, whole run
@@ -97,7 +107,7 @@ def _target(
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_SERVICE_NAME": "voicetrace-bench",
         }
-        if variant == "telemetry on"
+        if telemetry_on(variant)
         else {"OTEL_SDK_DISABLED": "true"}
     )
     env = _clean_env(
@@ -135,6 +145,7 @@ def run_once(
             str(stats_path),
             "--reply-s",
             str(args.reply_s),
+            *(["--no-deflate"] if variant == "no deflate" else []),
         ],
         tmp / f"upstream-{tag}.log",
         _clean_env(),
@@ -146,6 +157,7 @@ def run_once(
     workers: list[tuple[mp.process.BaseProcess, Connection]] = []
     sampler = None
     spy: subprocess.Popen[bytes] | None = None
+    window: tuple[float, float] | None = None
     spans_before = sink.spans
     try:
         up_port = procs.listening_port(upstream.pid)
@@ -156,6 +168,12 @@ def run_once(
         }
         secret = os.urandom(24).hex()
         argv, env = _target(variant, tmp, upstream_env, sink.url, secret)
+        gc_log = tmp / f"gc-{tag}.json"
+        if args.gc_probe:
+            env["PYTHONPATH"] = (
+                f"{BENCH_DIR / 'capacity' / 'gcprobe'}{os.pathsep}{env['PYTHONPATH']}"
+            )
+            env["CAPACITY_GC_LOG"] = str(gc_log)
         service = procs.spawn(
             argv, tmp / f"service-{tag}.log", env, tmp, args.service_cpus, args.nice
         )
@@ -175,6 +193,7 @@ def run_once(
             late_ms=args.late_ms,
             stall_ms=args.inject_stall_ms,
             turn_timeout_s=args.turn_timeout_s,
+            deflate=variant != "no deflate",
         )
         ctx = mp.get_context("spawn")
         n_procs = min(args.client_procs, args.sessions)
@@ -243,11 +262,13 @@ def run_once(
         procs.stop(upstream, 5.0)
         if spy is not None:
             procs.stop(spy)
-    if variant == "telemetry on":
+    if telemetry_on(variant):
         run.spans = sink.spans - spans_before
         if not run.invalid and run.spans == 0:
             run.invalid.append("no spans reached the OTLP sink")
     _check_upstream(run, stats_path, args)
+    if args.gc_probe and window is not None:
+        run.gc = _gc_summary(tmp / f"gc-{tag}.json", window)
     if math.isnan(run.cpu) and not run.invalid:
         run.invalid.append("CPU window too short (raise --seconds)")
     return run
@@ -264,6 +285,25 @@ def _profile(
     argv = [spy, "record", "-p", str(pid), "-d", str(duration), "-r", "250", "--nonblocking"]
     argv += ["-f", "raw", "-o", str(args.profile / f"{tag}.txt")]
     return procs.spawn(argv, tmp / f"py-spy-{tag}.log", dict(os.environ), tmp, args.other_cpus)
+
+
+def _gc_summary(path: Path, window: tuple[float, float]) -> str:
+    try:
+        pauses = [json.loads(line) for line in path.read_text().splitlines() if line]
+    except (OSError, ValueError):
+        pauses = []
+    inside = [(g, ms) for t, g, ms in pauses if window[0] <= t <= window[1]]
+    seconds = window[1] - window[0]
+    parts = []
+    for gen in (0, 1, 2):
+        pauses = sorted(ms for g, ms in inside if g == gen)
+        if pauses:
+            parts.append(f"gen{gen}: {len(pauses)}× ≥1 ms, max {pauses[-1]:.0f} ms")
+    total = sum(ms for _, ms in inside)
+    return (
+        f"gc pauses ≥ 1 ms in the window: {', '.join(parts) or 'none'}; "
+        f"{total / seconds / 10:.2f} % of the time"
+    )
 
 
 def _check_clients(run: Run, outs: list[Result], args: argparse.Namespace) -> None:
@@ -291,7 +331,7 @@ def _check_clients(run: Run, outs: list[Result], args: argparse.Namespace) -> No
 
 
 def _check_telemetry(run: Run, health: dict, variant: str) -> None:
-    if variant != "telemetry on":
+    if not telemetry_on(variant):
         return
     trouble = {k: v for k, v in health.get("telemetry", {}).items() if k in TELEMETRY_TROUBLE and v}
     if trouble:
