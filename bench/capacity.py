@@ -84,7 +84,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "print its top costs",
     )
     parser.add_argument(
-        "--gc-probe", action="store_true", help="log the service's garbage-collector pauses"
+        "--gc-probe",
+        action="store_true",
+        help="log the service's garbage-collector pauses and slow event-loop callbacks",
     )
     parser.add_argument("--smoke", action="store_true", help="3 sessions, 8 s, one repeat")
     parser.add_argument(

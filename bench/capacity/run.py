@@ -292,7 +292,9 @@ def _gc_summary(path: Path, window: tuple[float, float]) -> str:
         pauses = [json.loads(line) for line in path.read_text().splitlines() if line]
     except (OSError, ValueError):
         pauses = []
-    inside = [(g, ms) for t, g, ms in pauses if window[0] <= t <= window[1]]
+    inside = [(p[1], p[2]) for p in pauses if window[0] <= p[0] <= window[1] and p[1] >= 0]
+    slow = [p for p in pauses if window[0] <= p[0] <= window[1] and p[1] < 0]
+    slow.sort(key=lambda p: -p[2])
     seconds = window[1] - window[0]
     parts = []
     for gen in (0, 1, 2):
@@ -300,9 +302,11 @@ def _gc_summary(path: Path, window: tuple[float, float]) -> str:
         if pauses:
             parts.append(f"gen{gen}: {len(pauses)}× ≥1 ms, max {pauses[-1]:.0f} ms")
     total = sum(ms for _, ms in inside)
+    worst = "; ".join(f"{p[2]:.0f} ms {p[3]}" for p in slow[:3])
     return (
         f"gc pauses ≥ 1 ms in the window: {', '.join(parts) or 'none'}; "
-        f"{total / seconds / 10:.2f} % of the time"
+        f"{total / seconds / 10:.2f} % of the time; {len(slow)} loop callbacks ≥ 20 ms"
+        + (f" (worst: {worst})" if worst else "")
     )
 
 

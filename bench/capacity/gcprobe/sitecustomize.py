@@ -28,3 +28,21 @@ if _path:
             _log.write(json.dumps([now, info["generation"], round(ms, 2)]) + "\n")
 
     gc.callbacks.append(_probe)
+
+    # The event loop: every callback that held it for `_SLOW_S` or more (a slow handle blocks
+    # every session of the process), logged as [time, -1, ms, what]. Handle._run is asyncio's
+    # own per-callback entry point; wrapping it costs two clock reads per callback.
+    import asyncio.events
+
+    _SLOW_S = 0.02
+    _run = asyncio.events.Handle._run
+
+    def _timed_run(self: asyncio.events.Handle) -> None:
+        t0 = time.monotonic()
+        _run(self)
+        t1 = time.monotonic()
+        if t1 - t0 >= _SLOW_S:
+            what = repr(getattr(self, "_callback", self))[:160]
+            _log.write(json.dumps([t1, -1, round(1000 * (t1 - t0), 1), what]) + "\n")
+
+    asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
