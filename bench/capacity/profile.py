@@ -47,14 +47,21 @@ IDLE = re.compile(r"^(EpollSelector\.select|Condition\.wait|Event\.wait|SocketIO
 PATHS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
-        ("mic: bridge + SDK send (frame → upstream)", r"VoiceBridge\._on_audio \("),
+        (
+            "mic: bridge + SDK send (frame → upstream)",
+            r"VoiceBridge\._on_audio \(|Relay\.upstream \(",
+        ),
         (
             "mic: client leg inbound (parse, inflate)",
             r"WebSocketsSansIOProtocol\.data_received|"
             r"WebSocket\.receive \(",
         ),
         ("model: SDK receive + parse", r"GeminiLive\.events \(|AsyncSession\.receive \("),
-        ("model: bridge → client (audio, transcripts)", r"VoiceBridge\._model_loop \("),
+        (
+            "model: bridge → client (audio, transcripts)",
+            r"VoiceBridge\._model_loop \(|"
+            r"Relay\.downstream \(",
+        ),
         (
             "model: upstream leg inbound (TLS, inflate)",
             r"SSLProtocol\.buffer_updated|"
