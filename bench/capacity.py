@@ -2,13 +2,18 @@
 
     python bench/capacity.py --sessions 20 --seconds 30 --repeat 3    # ~6 minutes
     python bench/capacity.py --smoke                                  # 3 sessions, 8 s, once
+    python bench/capacity.py --variants "telemetry on,no deflate,bare relay"
+    python bench/capacity.py --variants "telemetry on" --repeat 1 --profile DIR   # needs py-spy
+    python bench/capacity.py --gc-probe      # also: GC pauses and event-loop callbacks ≥ 20 ms
 
 Processes, so that only the relay's own work counts against it (parts in bench/capacity/):
   service    the relay under test, alone on the first CPU (sched_setaffinity before exec):
              `voicetrace serve` with telemetry on (OTLP/HTTP to a counting sink in this process)
              or off (OTEL_SDK_DISABLED=true), or the bare relay (capacity/relay.py: uvicorn +
              Starlette WebSocket + a `websockets` client to the same upstream; no SDK, no
-             telemetry, no permessage-deflate) — the floor;
+             telemetry, no permessage-deflate) — the floor; optionally `no deflate`: voicetrace
+             with telemetry on whose peers do not negotiate permessage-deflate (what turning it
+             off in the service would give);
   upstream   a fake Gemini Live server over TLS speaking the real frames (capacity/upstream.py),
              fresh per run, on the other CPU(s), its CPU measured;
   generator  `--client-procs` processes of real-time microphones over the voicetrace protocol
@@ -27,7 +32,9 @@ other processes of the machine used on the service's core. A run is INVALID, wit
 without numbers, when a session failed to connect, a turn failed or timed out, more than
 `--max-late-pct` of the microphone frames (or of the upstream's paced chunks) left more than
 `--late-ms` behind their clock, telemetry dropped data, or no spans arrived. Then min/median per
-variant over valid runs, and the issue-11 targets judged on the medians.
+variant over valid runs, and the issue-11 targets judged on the medians. `--profile DIR` adds
+py-spy's view of each run (capacity/profile.py: costs, paths, µs per message). Every process
+runs at `--nice` (-10) when allowed: on a shared machine, others would otherwise set the latency.
 """
 
 from __future__ import annotations
