@@ -1,0 +1,1 @@
+"""The capacity benchmark's parts (run it as `python bench/capacity.py`; see its docstring)."""
