@@ -48,3 +48,48 @@ def test_the_sdk_resolves_the_base_url_from_the_environment(monkeypatch) -> None
     monkeypatch.delenv("GOOGLE_GEMINI_BASE_URL")
     monkeypatch.delenv("GOOGLE_VERTEX_BASE_URL", raising=False)
     assert _base_url.get_base_url(False, None) in (None, "")
+
+
+async def _offered_extensions(monkeypatch, tmp_path, make_client) -> str | None:
+    """Connect the SDK to a minimal TLS Live stub and return the extensions it offered."""
+    import ssl
+
+    from voicetrace.emulator.tls import write_certificates
+    from websockets.asyncio.server import serve
+
+    tmp_path.mkdir()
+    certs = write_certificates(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(certs.cert_path, certs.key_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca_path))
+
+    offered: list[str | None] = []
+
+    async def handler(ws) -> None:
+        await ws.recv()  # the setup
+        await ws.send(json.dumps({"setupComplete": {}}))
+        await ws.close()
+
+    def process_request(connection, request):  # websockets' own hook: headers as received
+        offered.append(request.headers.get("Sec-WebSocket-Extensions"))
+
+    async with serve(handler, "127.0.0.1", 0, process_request=process_request, ssl=tls) as server:
+        port = server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", f"https://127.0.0.1:{port}")
+        client = await make_client()
+        async with client.aio.live.connect(model="gemini-3.8-live", config={}):
+            pass
+    (extensions,) = offered
+    return extensions
+
+
+async def test_the_live_socket_offers_no_compression_unless_asked(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    ours = await _offered_extensions(
+        monkeypatch, tmp_path / "a", lambda: gemini.GeminiClients().get()
+    )
+    asked = await _offered_extensions(
+        monkeypatch, tmp_path / "b", lambda: gemini.GeminiClients(compression=True).get()
+    )
+    assert ours is None  # no permessage-deflate: PCM does not compress, deflate costs CPU
+    assert asked is not None and "permessage-deflate" in asked  # the SDK's default

@@ -58,7 +58,9 @@ def create_app(
         )
         hub = VoiceHub()
         key = settings.gemini_api_key
-        clients = GeminiClients(key.get_secret_value() if key else None)
+        clients = GeminiClients(
+            key.get_secret_value() if key else None, compression=settings.model_ws_compression
+        )
         app.state.settings = settings
         app.state.store = store
         app.state.session_listener = hub  # REST pause/resume/end reach the live bridge

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     http_max_header_bytes: int = Field(default=16_384, ge=1024)
     # permessage-deflate costs CPU and memory per socket and audio does not compress.
     ws_compression: bool = False
+    # The same for the Live socket to Gemini (the SDK offers permessage-deflate by default).
+    model_ws_compression: bool = False
 
     def check_servable(self) -> None:
         """Refuse settings that are only safe on a developer's own machine."""

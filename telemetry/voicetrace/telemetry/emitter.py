@@ -34,6 +34,9 @@ class Expiring(Protocol):
     def _expire(self, now_ns: int) -> None: ...
 
 
+COALESCE_S = 0.002  # how long the worker lets jobs gather after a wake-up
+
+
 class Emitter:
     """A bounded FIFO of jobs drained by one lazily started daemon thread."""
 
@@ -150,4 +153,7 @@ class Emitter:
             wake.clear()
             if queue or self._stopping:  # a submit raced the clear: no lost wake-up
                 continue
-            wake.wait((heap[0][0] - time.time_ns()) / 1e9 if heap else None)
+            if wake.wait((heap[0][0] - time.time_ns()) / 1e9 if heap else None):
+                # Woken by a submit: let the caller's burst gather (the flag stays set, so its
+                # later submits skip `Event.set`, whose lock the voice path would contend for).
+                time.sleep(COALESCE_S)

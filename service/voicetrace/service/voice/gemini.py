@@ -102,8 +102,9 @@ class GeminiClients:
     """One `genai.Client` for the whole process: building one costs ~25 ms of CPU and ~0.7 MB
     (CA bundles), so sessions share it. Made on first use, off the event loop."""
 
-    def __init__(self, api_key: str | None = None) -> None:
+    def __init__(self, api_key: str | None = None, *, compression: bool = False) -> None:
         self._api_key = api_key
+        self._compression = compression
         self._client: genai.Client | None = None
         self._lock = asyncio.Lock()
 
@@ -111,7 +112,7 @@ class GeminiClients:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    self._client = await _make_client(self._api_key)
+                    self._client = await _make_client(self._api_key, self._compression)
         return self._client
 
     async def aclose(self) -> None:
@@ -120,11 +121,16 @@ class GeminiClients:
             await _close_client(client)
 
 
-async def _make_client(api_key: str | None) -> genai.Client:
+async def _make_client(api_key: str | None, compression: bool = False) -> genai.Client:
+    """A client; without `compression` its Live socket offers no permessage-deflate (PCM hardly
+    compresses, ~3 %, and deflate was the largest CPU cost per session). The SDK passes
+    `async_client_args` on to `websockets.connect` and filters them out of the REST client's
+    arguments (pinned by tests/voice/test_sdk_seams.py)."""
+    options = types.HttpOptions(async_client_args={} if compression else {"compression": None})
     # Building a client loads CA bundles (~40 ms): do it off the event loop.
     try:
         return await asyncio.to_thread(
-            lambda: genai.Client(api_key=api_key) if api_key else genai.Client()
+            lambda: genai.Client(api_key=api_key or None, http_options=options)
         )
     except ValueError as exc:  # e.g. no API key anywhere in the environment
         raise ModelConnectError(None, f"cannot create the Gemini client: {exc}") from None
