@@ -55,7 +55,10 @@ def create_app(
             service_name="voicetrace",
             pricing=PriceTable.load(settings.prices_file),
             usage_wait_s=settings.usage_wait_s,
+            langfuse_scores=settings.langfuse_scores,
+            langfuse_media=settings.langfuse_media,
         )
+        tel.prepare_model(settings.model)  # counters exist before the first session
         hub = VoiceHub()
         key = settings.gemini_api_key
         clients = GeminiClients(

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     ws_compression: bool = False
     # The same for the Live socket to Gemini (the SDK offers permessage-deflate by default).
     model_ws_compression: bool = False
+    # With Langfuse credentials: voice KPIs as Langfuse scores, and (content capture + consent)
+    # each turn's audio as Langfuse media.
+    langfuse_scores: bool = True
+    langfuse_media: bool = True
 
     def check_servable(self) -> None:
         """Refuse settings that are only safe on a developer's own machine."""

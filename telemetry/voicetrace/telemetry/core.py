@@ -90,6 +90,14 @@ class VoiceTelemetry:
         self.counters.gauge("sessions_active", lambda: len(sessions))
         self.counters.gauge("emit_queue_size", emitter.queue_size)
 
+    def prepare_model(self, model: str, provider: str = "gcp.gemini") -> None:
+        """Create a model's metric series now (counters at 0), so Prometheus' `rate()` sees
+        even the first session's first events."""
+        try:
+            self.metrics.for_model(provider, model)
+        except Exception as exc:
+            self.counters.error("prepare_model", exc)
+
     # -- sessions -----------------------------------------------------------------------------
     def start_session(
         self, info: SessionInfo, *, on_turn_settled: TurnSettled | None = None

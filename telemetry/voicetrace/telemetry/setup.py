@@ -143,6 +143,7 @@ def configure_providers(
     schedule_delay_ms: float = 500,
     keep_error_traces: bool = True,
     langfuse_scores: bool | None = None,
+    langfuse_media: bool | None = None,
 ) -> TelemetryProviders:
     """Build tracer and meter providers from the environment (`env` defaults to os.environ).
 
@@ -183,7 +184,7 @@ def configure_providers(
         )
         if _scores_enabled(env, langfuse_scores):
             scores = _score_processor(public, secret, host, health, export_timeout_s)
-        if not _flag_off(env, MEDIA_ENV):
+        if langfuse_media if langfuse_media is not None else not _flag_off(env, MEDIA_ENV):
             media = _media_uploader(public, secret, host, health)
     elif public or secret:
         log.warning(
