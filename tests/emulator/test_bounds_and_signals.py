@@ -128,7 +128,7 @@ async def test_voicetrace_emulator_deletes_its_key_and_certificates_on(sig):
 
 
 def test_typed_text_kept_until_turn_complete_is_bounded_newest_first():
-    from voicetrace.emulator.session import _newest
+    from voicetrace.emulator.user_input import _newest
 
     assert _newest(["a" * 10, "b" * 10, "c" * 10], 25) == ["b" * 10, "c" * 10]
     assert _newest(["x" * 100], 8) == ["x" * 8]
@@ -136,7 +136,7 @@ def test_typed_text_kept_until_turn_complete_is_bounded_newest_first():
 
 
 async def test_a_turn_that_never_completes_keeps_only_the_newest_text(start_emulator):
-    from voicetrace.emulator.session import MAX_PENDING_CHARS
+    from voicetrace.emulator.user_input import MAX_PENDING_CHARS
 
     await start_emulator()
     async with genai.Client().aio.live.connect(

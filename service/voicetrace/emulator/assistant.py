@@ -129,8 +129,9 @@ def _first_text(value: Any) -> str | None:
     """A human-readable field of a result (`directions`, `summary`…), wherever it is nested."""
     if isinstance(value, dict):
         for key in _TEXT_KEYS:
-            if isinstance(value.get(key), str) and value[key].strip():
-                return value[key].strip()
+            text = value.get(key)
+            if isinstance(text, str) and text.strip():
+                return text.strip()
         for item in value.values():
             found = _first_text(item)
             if found:

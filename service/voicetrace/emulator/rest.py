@@ -90,7 +90,7 @@ class RestApi:
             return exc.response()
 
     def _check(self, request: Request) -> str:
-        version = request.path_params["version"]
+        version = str(request.path_params["version"])
         if version not in VERSIONS:
             raise RestError(404, f"API version {version!r} is not found.")
         key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
@@ -112,7 +112,9 @@ async def _json(request: Request) -> dict[str, Any]:
     return body
 
 
-def _answer(body: dict[str, Any], count_only: bool = False) -> tuple[TurnUsage, list[dict]]:
+def _answer(
+    body: dict[str, Any], count_only: bool = False
+) -> tuple[TurnUsage, list[dict[str, Any]]]:
     """The reply parts for a request, and its usage (prompt = everything sent)."""
     contents = pick(body, "contents") or []
     if not isinstance(contents, list):
@@ -123,14 +125,16 @@ def _answer(body: dict[str, Any], count_only: bool = False) -> tuple[TurnUsage, 
         for declaration in pick(tool, "functionDeclarations") or []:
             declared.append(str(pick(declaration, "name") or ""))
             tokens += declaration_tokens(declaration)
-    user_text, results = "", []
+    user_text = ""
+    results: list[tuple[str, Any]] = []  # tool results since the last user text
     for content in contents:
         role = pick(content, "role") or "user"
         for part in pick(content, "parts") or []:
-            if isinstance(pick(part, "text"), str):
-                tokens += text_tokens(pick(part, "text"))
+            text = pick(part, "text")
+            if isinstance(text, str):
+                tokens += text_tokens(text)
                 if role == "user":
-                    user_text, results = pick(part, "text"), []
+                    user_text, results = text, []
             if pick(part, "functionResponse") is not None:
                 response = pick(pick(part, "functionResponse"), "response") or {}
                 tokens += response_tokens(response)

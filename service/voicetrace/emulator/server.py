@@ -11,7 +11,7 @@ import contextlib
 import re
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -36,9 +36,12 @@ _LIVE_PATH = re.compile(
 
 
 class _Server(uvicorn.Server):
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        # In-process: the host program keeps its own signal handling (Ctrl-C, SIGTERM).
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # In-process: the host program keeps its own signal handling (Ctrl-C, SIGTERM), so
+        # uvicorn's handlers are never installed. (A generator context manager, like the
+        # method it overrides.)
+        yield
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # A TLS close waits for the peer's close_notify, which an idle keep-alive client (the
