@@ -146,7 +146,12 @@ def _free_port() -> int:
 
 
 def _serve(
-    tmp_path: Path, emulator: Emulator, port: int, otlp: str | None, log_level: str = "warning"
+    tmp_path: Path,
+    emulator: Emulator,
+    port: int,
+    otlp: str | None,
+    log_level: str = "warning",
+    **extra_env: str,
 ) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -160,6 +165,7 @@ def _serve(
     }
     if otlp:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
+    env.update(extra_env)
     return subprocess.Popen(
         [sys.executable, "-m", "voicetrace.service.cli", "serve", "--port", str(port)],
         env=env,
@@ -257,6 +263,74 @@ async def test_sessions_left_live_by_a_crash_are_ended_on_the_next_start(tmp_pat
         finally:
             proc.terminate()
             await asyncio.to_thread(proc.wait, 15)
+
+
+async def test_a_sigkilled_sessions_usage_and_trace_survive_the_restart(tmp_path):
+    """A crash loses at most the turn in flight: each settled turn was stored as it ended, the
+    restart writes the summary from them, and the trace gets the root span it never had —
+    same trace and span id, so the exported turns hang under it in Langfuse."""
+    from voicetrace.service.api.auth import mint_token
+
+    token = mint_token("fay", JWT_SECRET)
+    async with Emulator() as emulator:
+        with OtlpReceiver() as receiver:
+            port = _free_port()
+            base = f"http://127.0.0.1:{port}"
+            fast_export = {"OTEL_BSP_SCHEDULE_DELAY": "50"}
+            proc = _serve(tmp_path, emulator, port, otlp=receiver.base_url, **fast_export)
+            try:
+                await _wait_healthy(base, proc)
+                session_id = await _create(base, token)
+                url = f"ws://127.0.0.1:{port}/v1/voice/{session_id}"
+                async with VoiceClient.connect(url, token) as client:
+                    await client.wait_for("session_started")
+                    for n in range(1, 4):
+                        await client.send("text", text=f"Turn {n}, please")
+                        await client.wait_for("turn_complete", count=n)
+                    receiver.wait_for_spans(1 + 2 * 3)  # connect + (turn, chat) × 3
+                    proc.kill()  # SIGKILL: no shutdown code runs; the root never ends
+                    await asyncio.to_thread(proc.wait, 10)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            turns = client.of_type("turn_complete")
+            assert not [s for s in receiver.spans if s.name == "voice_session"]
+
+            proc = _serve(tmp_path, emulator, port, otlp=receiver.base_url, **fast_export)
+            try:
+                await _wait_healthy(base, proc)
+                async with httpx.AsyncClient() as http:
+                    r = await http.get(
+                        f"{base}/live-sessions/{session_id}",
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                roots = [
+                    s for s in receiver.wait_for_spans(1 + 2 * 3 + 1) if s.name == "voice_session"
+                ]
+            finally:
+                proc.terminate()
+                await asyncio.to_thread(proc.wait, 15)
+
+    stored = r.json()
+    assert (stored["state"], stored["end_reason"]) == ("ENDED", "recovered_after_restart")
+    assert stored["summary"]["turns"] == 3
+    assert stored["summary"]["input_tokens"] == sum(t["input_tokens"] for t in turns)
+    assert stored["summary"]["cost_usd"] == pytest.approx(sum(t["cost_usd"] for t in turns))
+    expected_minutes = sum(t["audio_in_ms"] + t["audio_out_ms"] for t in turns) / 60_000
+    assert stored["audio_minutes_used"] == pytest.approx(expected_minutes)
+
+    (root,) = roots
+    children = [s for s in receiver.spans if s.attributes.get("session.id") == session_id]
+    turn_spans = [s for s in children if s.name.startswith("invoke_agent")]
+    assert len(turn_spans) == 3
+    assert {s.trace_id for s in children} == {root.trace_id}
+    assert {s.parent_span_id for s in turn_spans} == {root.span_id}
+    assert root.attributes["voice.session.recovered"] is True
+    assert root.attributes["voice.session.end_reason"] == "recovered_after_restart"
+    assert root.attributes["voice.session.turns"] == 3
+    assert root.attributes["voice.session.cost_usd"] == pytest.approx(stored["summary"]["cost_usd"])
+    assert root.attributes["langfuse.trace.name"] == "voice_session"
+    assert root.attributes["user.id"] == "fay"
 
 
 async def test_a_query_string_token_never_reaches_the_server_log(tmp_path):

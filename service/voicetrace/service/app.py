@@ -17,17 +17,31 @@ from voicetrace.service.api.errors import register_error_handlers
 from voicetrace.service.api.limits import install_request_limits
 from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.policy import SessionPolicy
-from voicetrace.service.sessions.store import SessionStore
+from voicetrace.service.sessions.store import LostTrace, SessionStore
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.gemini import GeminiClients, GeminiLive
 from voicetrace.service.voice.hub import VoiceHub
 from voicetrace.service.voice.tools import ToolRegistry
 from voicetrace.service.web import routes as web
-from voicetrace.telemetry import PriceTable, VoiceTelemetry
+from voicetrace.telemetry import PriceTable, SessionInfo, VoiceTelemetry
 from voicetrace.telemetry.setup import configure_telemetry
 
 log = logging.getLogger(__name__)
+
+
+def close_lost_trace(telemetry: VoiceTelemetry, settings: Settings, lost: LostTrace) -> None:
+    """A session whose process died was ended (here at startup, or by a replica's sweeper):
+    export the root span it never got, with the totals of its recorded turns."""
+    info = SessionInfo(
+        session_id=lost.session_id,
+        user_id=lost.user_id,
+        model=settings.model,
+        agent_name=settings.agent_name,
+        tags=(f"mode:{lost.mode}",) if lost.mode else (),
+        environment=settings.environment,
+    )
+    telemetry.close_lost_session(info, lost.root, lost.summary)
 
 
 def create_app(
@@ -45,11 +59,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.effective_database_url)
         await db.create_schema()
-        store = SessionStore(db, policy=SessionPolicy.from_settings(settings))
-        recovered = await store.recover_after_crash()
-        if recovered:
-            log.warning("closed %d session(s) left open by a previous run", recovered)
-        leases = store.start_lease_keeper()  # heartbeat + sweep (docs/reliability.md)
         owns_telemetry = telemetry is None
         tel = telemetry or configure_telemetry(
             service_name="voicetrace",
@@ -59,6 +68,15 @@ def create_app(
             langfuse_media=settings.langfuse_media,
         )
         tel.prepare_model(settings.model)  # counters exist before the first session
+        store = SessionStore(
+            db,
+            policy=SessionPolicy.from_settings(settings),
+            on_lost_trace=lambda lost: close_lost_trace(tel, settings, lost),
+        )
+        recovered = await store.recover_after_crash()
+        if recovered:
+            log.warning("closed %d session(s) left open by a previous run", recovered)
+        leases = store.start_lease_keeper()  # heartbeat + sweep (docs/reliability.md)
         hub = VoiceHub()
         key = settings.gemini_api_key
         clients = GeminiClients(

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import INVALID_SPAN, SpanKind, TracerProvider
 from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.content import Redactor, capture_from_env
@@ -28,13 +30,14 @@ from voicetrace.telemetry.health import TelemetryHealth
 from voicetrace.telemetry.media import AudioCapture, MediaUploader
 from voicetrace.telemetry.metrics import VoiceMetrics
 from voicetrace.telemetry.prices import PriceTable
-from voicetrace.telemetry.records import SessionInfo, TurnSettled
+from voicetrace.telemetry.records import SessionInfo, SessionSummary, TurnSettled
+from voicetrace.telemetry.recovery import RootContext, lost_root_span
 from voicetrace.telemetry.session import SessionTrace
 from voicetrace.telemetry.spans import SpanFactory
 from voicetrace.telemetry.writer import SessionWriter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class VoiceTelemetry:
         max_emit_queue: int = 4096,
         media: MediaUploader | None = None,
         flush_metrics: bool = True,
+        recovery_processors: Sequence[SpanProcessor] = (),
     ) -> None:
         if usage_wait_s < 0:
             raise ValueError("usage_wait_s must be >= 0")
@@ -73,6 +77,9 @@ class VoiceTelemetry:
         self.metrics = VoiceMetrics(self.meter_provider, self.counters)
         self._owns_providers = owns_providers
         self._flush_metrics = flush_metrics
+        # Where a rebuilt root of a crashed session goes (configure_telemetry passes the
+        # provider's own processors: the exporters and any extra ones).
+        self._recovery_processors = tuple(recovery_processors)
         # Turn audio as Langfuse media: only for sessions with content capture and consent.
         self.media = media
         self._on_shutdown = on_shutdown
@@ -153,6 +160,24 @@ class VoiceTelemetry:
         except Exception as exc:
             self.counters.error("start_session", exc)
         return session
+
+    def close_lost_session(
+        self, info: SessionInfo, root: RootContext, summary: SessionSummary
+    ) -> bool:
+        """Export the root span of a session whose process died (see `telemetry.recovery`);
+        True if it went to the processors. Never raises; a sampled-out root is not exported."""
+        if not root.sampled or not self._recovery_processors:
+            return False
+        try:
+            resource = getattr(self.tracer_provider, "resource", None) or Resource.get_empty()
+            span = lost_root_span(info, root, summary, time.time_ns(), resource, self.counters)
+            for processor in self._recovery_processors:
+                processor.on_end(span)
+            self.counters.add("roots_recovered")
+            return True
+        except Exception as exc:
+            self.counters.error("close_lost_session", exc)
+            return False
 
     def _session_ended(self, session: SessionTrace) -> None:
         with self._lock:

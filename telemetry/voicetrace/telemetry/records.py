@@ -28,6 +28,7 @@ class EndReason(StrEnum):
     RATE_LIMITED = "rate_limited"  # the client flooded past a rate limit (closed 1008)
     PROTOCOL_ABUSE = "protocol_abuse"  # too many invalid frames, or one far over the size limit
     ORPHANED = "orphaned"  # a client-direct session that stopped sending trace events
+    RECOVERED = "recovered_after_restart"  # its process died; closed on recovery
     INTERNAL_ERROR = "internal_error"
 
     @classmethod

@@ -42,6 +42,7 @@ from voicetrace.telemetry.records import (
     TurnSummary,
     UsageSnapshot,
 )
+from voicetrace.telemetry.recovery import RootContext
 from voicetrace.telemetry.turnbook import TurnBook
 from voicetrace.telemetry.turns import ToolRecord
 from voicetrace.telemetry.writer import SessionWriter
@@ -130,6 +131,24 @@ class SessionTrace:
     @property
     def ended(self) -> bool:
         return self._ended is not None
+
+    @property
+    def root_context(self) -> RootContext | None:
+        """The root span's ids (store them: `VoiceTelemetry.close_lost_session` can then end
+        this trace if the process dies); None when tracing is off."""
+        try:
+            ctx = self._w.root.get_span_context()
+            if not ctx.is_valid:
+                return None
+            return RootContext(
+                f"{ctx.trace_id:032x}",
+                f"{ctx.span_id:016x}",
+                ctx.trace_flags.sampled,
+                self._start_ns,
+            )
+        except Exception as exc:
+            self._counters.error("root_context", exc)
+            return None
 
     @property
     def records_audio(self) -> bool:

@@ -65,6 +65,7 @@ class TelemetryProviders:
     # Only push readers need a flush; flushing a Prometheus (pull) reader queues an extra
     # snapshot and the next scrape repeats every series (exporter-prometheus 0.66b2).
     flush_metrics: bool = True
+    span_processors: list[SpanProcessor] = field(default_factory=list)  # all, in order
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -226,6 +227,7 @@ def configure_providers(
         [label for label, _ in exporters],
         media,
         flush_metrics=any(isinstance(r, PeriodicExportingMetricReader) for r in readers),
+        span_processors=[*extra_processors, *processors],
     )
 
 
@@ -355,4 +357,5 @@ def configure_telemetry(
         owns_providers=True,
         media=providers.media,
         flush_metrics=providers.flush_metrics,
+        recovery_processors=providers.span_processors,
     )

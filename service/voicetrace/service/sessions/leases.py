@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.models import live_sessions as t
@@ -25,6 +27,8 @@ from voicetrace.service.sessions.policy import SessionPolicy
 from voicetrace.service.sessions.rows import BRIDGED, lease_lost
 from voicetrace.service.sessions.state import OPEN_STATES, SessionState
 from voicetrace.service.sessions.turns import summary_from_turns
+from voicetrace.telemetry import EndReason, SessionSummary
+from voicetrace.telemetry.recovery import RootContext
 
 
 class Leased(Protocol):
@@ -50,10 +54,29 @@ CONNECT_TIMEOUT_REASON = "connect_timeout"
 _OPEN = tuple(sorted(state.value for state in OPEN_STATES))
 
 
+@dataclass(frozen=True, slots=True)
+class LostTrace:
+    """A session ended by recovery or the sweeper whose root span its process never ended."""
+
+    session_id: str
+    user_id: str
+    mode: str
+    root: RootContext
+    summary: SessionSummary
+
+
+Lost = list[LostTrace]
+
+
 async def _end_where(
-    conn: AsyncConnection, where: ColumnElement[bool], reason: str, now: datetime
+    conn: AsyncConnection,
+    where: ColumnElement[bool],
+    reason: str,
+    now: datetime,
+    lost: Lost | None = None,
 ) -> int:
-    """End every open session matching `where`, and give those without a summary one."""
+    """End every open session matching `where`, and give those without a summary one (and,
+    with `lost`, collect the traces a dead process left open)."""
     ended = (
         update(t)
         .where(t.c.state.in_(_OPEN), where)
@@ -71,7 +94,31 @@ async def _end_where(
         if row["summary"] is None:
             summary = await summary_from_turns(conn, row, reason)
             await conn.execute(update(t).where(t.c.id == row["id"]).values(summary=summary))
+            if lost is not None and row["trace_id"] and row["root_span_id"]:
+                lost.append(_lost_trace(row, summary))
     return len(rows)
+
+
+def _lost_trace(row: RowMapping, summary: dict[str, Any]) -> LostTrace:
+    root = RootContext(
+        row["trace_id"], row["root_span_id"], bool(row["trace_sampled"]), row["trace_start_ns"] or 0
+    )
+    totals = SessionSummary(
+        session_id=row["id"],
+        end_reason=EndReason.RECOVERED,
+        turns=summary["turns"],
+        tool_calls=0,
+        tool_errors=0,
+        interruptions=0,
+        duration_s=0.0,
+        input_tokens=summary["input_tokens"],
+        output_tokens=summary["output_tokens"],
+        tokens_by_modality=summary["tokens_by_modality"],
+        cost_usd=summary["cost_usd"],
+        audio_in_s=summary["audio_in_s"],
+        audio_out_s=summary["audio_out_s"],
+    )
+    return LostTrace(row["id"], row["user_id"], row["mode"], root, totals)
 
 
 async def expire_connecting(
@@ -103,25 +150,25 @@ async def heartbeat(db: Database, policy: SessionPolicy, now: datetime) -> int:
     return await db.write(apply)
 
 
-async def sweep(db: Database, policy: SessionPolicy, now: datetime) -> int:
-    return await db.write(lambda conn: _sweep_in(conn, policy, now))
+async def sweep(db: Database, policy: SessionPolicy, now: datetime, lost: Lost) -> int:
+    return await db.write(lambda conn: _sweep_in(conn, policy, now, lost))
 
 
-async def recover(db: Database, policy: SessionPolicy, now: datetime) -> int:
+async def recover(db: Database, policy: SessionPolicy, now: datetime, lost: Lost) -> int:
     mine = and_(t.c.state.in_(BRIDGED), t.c.owner_instance == policy.instance_id)
     unowned = and_(t.c.state.in_(BRIDGED), t.c.owner_instance.is_(None))
 
     async def apply(conn: AsyncConnection) -> int:
-        ended = await _end_where(conn, or_(mine, unowned), RECOVERED_REASON, now)
-        return ended + await _sweep_in(conn, policy, now)
+        ended = await _end_where(conn, or_(mine, unowned), RECOVERED_REASON, now, lost)
+        return ended + await _sweep_in(conn, policy, now, lost)
 
     return await db.write(apply)
 
 
-async def _sweep_in(conn: AsyncConnection, policy: SessionPolicy, now: datetime) -> int:
+async def _sweep_in(conn: AsyncConnection, policy: SessionPolicy, now: datetime, lost: Lost) -> int:
     ended = await expire_connecting(conn, now, policy)
     return ended + await _end_where(
-        conn, lease_lost(policy.instance_id, now), OWNER_LOST_REASON, now
+        conn, lease_lost(policy.instance_id, now), OWNER_LOST_REASON, now, lost
     )
 
 

@@ -108,6 +108,12 @@ live_sessions = Table(
     # instance is known to be alive (renewed by its heartbeat). Set when the session goes LIVE.
     Column("owner_instance", String(64)),
     Column("lease_expires_at", UTCDateTime),
+    # The session's root span (hex ids, sampled, start): whoever ends it after a crash closes
+    # its trace with a root of the same id (voicetrace.telemetry.recovery).
+    Column("trace_id", String(32)),
+    Column("root_span_id", String(16)),
+    Column("trace_sampled", Boolean),
+    Column("trace_start_ns", BigInteger),
     # The budget (field name, e.g. `session_usd`) that ran out; resume is refused while set.
     Column("budget_exhausted", String(32)),
     # Running totals of the settled turns recorded in `session_turns`.

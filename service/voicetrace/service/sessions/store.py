@@ -22,6 +22,7 @@ transaction here, in one place; row mapping, turn usage, leases and policy live 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -61,6 +62,7 @@ from voicetrace.service.sessions.schemas import (
 )
 from voicetrace.service.sessions.state import SessionState, sources_of
 from voicetrace.telemetry import SessionSummary, TurnSummary
+from voicetrace.telemetry.recovery import RootContext
 
 S = SessionState
 MAX_LIST_LIMIT = 100
@@ -72,6 +74,10 @@ _TRANSITION_ATTEMPTS = 3
 
 TurnRecorded = turns.TurnRecorded
 LeaseKeeper = leases.LeaseKeeper
+LostTrace = leases.LostTrace
+
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -87,10 +93,13 @@ class SessionStore:
         *,
         policy: SessionPolicy | None = None,
         clock: Callable[[], datetime] = utcnow,
+        on_lost_trace: Callable[[LostTrace], None] | None = None,
     ) -> None:
         self._db = db
         self.policy = policy or SessionPolicy()
         self._clock = clock
+        # Told about each session ended after its process died, to close its trace.
+        self._on_lost_trace = on_lost_trace
 
     @property
     def instance_id(self) -> str:
@@ -421,7 +430,10 @@ class SessionStore:
         """At startup: end the sessions no live instance can be serving — those this instance
         id held before a restart, those whose owner's lease expired, expired CONNECTING ones —
         writing a summary from their recorded turns. Returns how many were ended."""
-        return await leases.recover(self._db, self.policy, self._clock())
+        lost: leases.Lost = []
+        ended = await leases.recover(self._db, self.policy, self._clock(), lost)
+        self._report_lost(lost)
+        return ended
 
     async def heartbeat(self) -> int:
         """Renew the lease of every open session this instance owns; returns how many."""
@@ -430,7 +442,33 @@ class SessionStore:
     async def sweep(self) -> int:
         """End sessions whose owner is gone (lease expired) and CONNECTING ones nobody
         connected to in time; returns how many were ended."""
-        return await leases.sweep(self._db, self.policy, self._clock())
+        lost: leases.Lost = []
+        ended = await leases.sweep(self._db, self.policy, self._clock(), lost)
+        self._report_lost(lost)
+        return ended
+
+    def _report_lost(self, lost: leases.Lost) -> None:
+        if self._on_lost_trace is None:
+            return
+        for trace in lost:
+            try:
+                self._on_lost_trace(trace)
+            except Exception:
+                log.exception("could not close the trace of session %s", trace.session_id)
+
+    async def record_root(self, session_id: str, root: RootContext) -> None:
+        """Remember a session's root span, so its trace can be closed if this process dies."""
+        values = {
+            "trace_id": root.trace_id,
+            "root_span_id": root.span_id,
+            "trace_sampled": root.sampled,
+            "trace_start_ns": root.start_ns,
+        }
+
+        async def apply(conn: AsyncConnection) -> None:
+            await conn.execute(update(t).where(t.c.id == session_id).values(values))
+
+        await self._db.write(apply)
 
     def start_lease_keeper(self) -> LeaseKeeper:
         """Start heartbeat + sweep in the background (call from the app lifespan; `stop()` it

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from starlette.websockets import WebSocket
 from voicetrace.service.sessions.errors import InvalidTransition
 from voicetrace.service.sessions.schemas import LiveSession
@@ -13,6 +16,8 @@ from voicetrace.service.voice.live_model import LiveModelConfig
 from voicetrace.service.voice.outcome import CLOSE_POLICY
 from voicetrace.service.voice.tools import ToolRegistry
 from voicetrace.telemetry import SessionInfo
+
+log = logging.getLogger(__name__)
 
 
 async def serve_voice_session(ws: WebSocket, session: LiveSession, deps: BridgeDeps) -> None:
@@ -44,6 +49,12 @@ async def serve_voice_session(ws: WebSocket, session: LiveSession, deps: BridgeD
         ),
         on_turn_settled=bridge.reports.settled_threadsafe,
     )
+    root = bridge.trace.root_context
+    if root is not None:  # so the trace can be closed if this process dies
+        try:
+            await asyncio.shield(deps.store.record_root(session.id, root))
+        except Exception:
+            log.exception("could not store the root span of session %s", session.id)
     await bridge.run()
 
 
