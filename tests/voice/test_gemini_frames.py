@@ -140,6 +140,18 @@ SDK_SHAPES = [
     ),
     types.LiveServerMessage(
         server_content=types.LiveServerContent(
+            model_turn=types.Content(parts=[types.Part(inline_data=types.Blob(data=b"\x05" * 96))]),
+            output_transcription=types.Transcription(text="the end.", finished=True),
+        )
+    ),
+    types.LiveServerMessage(
+        server_content=types.LiveServerContent(
+            model_turn=types.Content(parts=[types.Part(inline_data=types.Blob(data=b"\x05" * 96))]),
+            output_transcription=types.Transcription(text=""),
+        )
+    ),
+    types.LiveServerMessage(
+        server_content=types.LiveServerContent(
             model_turn=types.Content(parts=[types.Part(text="thinking", thought=True)])
         )
     ),
@@ -173,7 +185,7 @@ def test_an_audio_chunk_takes_the_fast_path() -> None:
         {"serverContent": {"modelTurn": {"parts": [{"inlineData": {
             "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(pcm).decode()}}]}}}
     )  # fmt: skip
-    assert gemini_frames._audio_chunk(json.loads(raw)) == ev.AudioOut(pcm, 24_000)
+    assert gemini_frames._audio_chunk(json.loads(raw)) == [ev.AudioOut(pcm, 24_000)]
 
 
 def test_frames_that_are_not_messages_are_refused_like_the_sdk_refuses_them() -> None:

@@ -2,8 +2,9 @@
 
 A speaking model sends ~25 audio chunks a second per session, each a JSON message holding one
 base64 blob. google-genai turns every one into pydantic models first (~190 µs a chunk here);
-`decode_frame` recognises exactly that shape — `serverContent.modelTurn.parts[0].inlineData`
-and nothing else — and decodes it with `json` and `base64` (~40 µs). Every other message goes
+`decode_frame` recognises exactly that shape — `serverContent.modelTurn.parts[0].inlineData`,
+optionally with a piece of `outputTranscription`, and nothing else — and decodes it with `json`
+and `base64` (~40 µs). Every other message goes
 through the SDK's own parsing, the same calls `AsyncSession.receive()` makes, so its meaning
 cannot drift. tests/voice/test_gemini_frames.py pins both paths to the installed SDK: for every
 message shape the emulator and the SDK's own types produce, the events are identical.
@@ -30,9 +31,9 @@ def decode_frame(raw: bytes | str) -> list[ev.ModelEvent]:
         raise ValueError(f"Failed to parse response: {raw[:80]!r}") from None
     if not isinstance(data, dict):
         raise ValueError("a Live server message must be a JSON object")
-    audio = _audio_chunk(data)
-    if audio is not None:
-        return [audio]
+    fast = _audio_chunk(data)
+    if fast is not None:
+        return fast
     return list(map_message(sdk_message(data)))
 
 
@@ -45,13 +46,24 @@ def sdk_message(data: dict[str, Any]) -> types.LiveServerMessage:
     return types.LiveServerMessage._from_response(response=converted, kwargs={})
 
 
-def _audio_chunk(data: dict[str, Any]) -> ev.AudioOut | None:
-    """The audio chunk in `data` if that is all it holds, else None (the SDK path decides)."""
+def _audio_chunk(data: dict[str, Any]) -> list[ev.ModelEvent] | None:
+    """The events of an audio chunk (with, optionally, a piece of the output transcription)
+    if that is all `data` holds, else None (the SDK path decides)."""
     if len(data) != 1:
         return None
     content = data.get("serverContent")
-    if not isinstance(content, dict) or len(content) != 1:
+    if not isinstance(content, dict) or not 1 <= len(content) <= 2:
         return None
+    events: list[ev.ModelEvent] = []
+    if len(content) == 2:
+        said = content.get("outputTranscription")
+        if not isinstance(said, dict) or not said.keys() <= {"text", "finished"}:
+            return None
+        text, finished = said.get("text"), said.get("finished", False)
+        if not isinstance(text, str) or not isinstance(finished, bool):
+            return None
+        if text:  # as map_message: an empty transcription is no event
+            events.append(ev.OutputTranscript(text, finished))
     turn = content.get("modelTurn")
     if not isinstance(turn, dict) or not turn.keys() <= {"parts", "role"}:
         return None
@@ -73,4 +85,7 @@ def _audio_chunk(data: dict[str, Any]) -> ev.AudioOut | None:
         pcm = base64.b64decode(encoded.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
         return None  # let the SDK say what is wrong with it
-    return ev.AudioOut(pcm, sample_rate(mime)) if pcm else None
+    if not pcm:
+        return None
+    events.append(ev.AudioOut(pcm, sample_rate(mime)))
+    return events
