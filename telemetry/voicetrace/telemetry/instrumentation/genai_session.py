@@ -170,5 +170,10 @@ class LiveTrace:
 
     @property
     def resumable(self) -> bool:
-        """Gone in a way the app can resume from: the server's goAway or a retryable drop."""
-        return self.lost is not None and self.handle is not None
+        """Left in a way the app can resume from: after the server's goAway (the app may
+        reconnect before the server closes) or a retryable drop, with a handle to resume."""
+        if self.handle is None:
+            return False
+        if self.lost is None and self.go_away:
+            self.lost, self.lost_ns = "go_away", time.monotonic_ns()
+        return self.lost is not None
