@@ -1,0 +1,331 @@
+"""Replay benchmark: what each tracer adds, per turn, to a real google-genai Live session.
+
+    python bench/tracer_replay.py [--repeat 7]
+
+1. Record: the raw-SDK example app (examples/raw_sdk.py) talks to the Gemini Live emulator —
+   a typed turn, a spoken turn, a tool turn, a barge-in (two turns), a long answer — and the
+   emulator's wire log gives every frame of the connection, in order.
+2. Replay: a local TLS WebSocket server in a *separate process* plays those frames back (it waits
+   for each recorded client frame, then sends the recorded server frames that followed), so the
+   real SDK `AsyncSession` parses the real frames and this process's CPU is the app's alone.
+3. Measure, per variant, interleaved (each repeat runs every variant once, in a shuffled order):
+   the event-loop thread's CPU (`time.thread_time()` in the loop thread, up to the end of the
+   session) and the whole process's CPU (`time.process_time()`, up to a flush that returned, so
+   the emitter and exporter threads' work is in). Reported per turn: median and spread (min–max)
+   over the repeats, minus the untraced run's median.
+
+Variants: `untraced`; `voicetrace` (GenAILiveInstrumentor → VoiceTelemetry → BatchSpanProcessor →
+counting no-op exporter); `plain-otel` (the floor: a wrapper over the same SDK methods that emits
+the same number of spans with the OTel SDK directly, precomputed attributes, same processor).
+LangSmith's Gemini Live wrapper and `gemini-live-telemetry` are not measured here (see the
+closing note printed at the end). A run whose span count differs from the expected is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from examples import raw_sdk  # noqa: E402
+from examples.raw_sdk import Say  # noqa: E402
+
+SCRIPT: tuple[Say, ...] = (
+    Say(text="Hello there!"),
+    Say(speech_s=0.8),
+    Say(text="Find coffee near me"),
+    Say(text="Tell me a long story", barge_in="Stop. What time is it?"),
+    Say(text="Tell me everything about the harbour"),
+)
+Frames = list[tuple[str, bytes]]  # ("in", b"") = wait for a client frame; ("out", payload)
+
+
+class CountingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+# -- record ------------------------------------------------------------------------------------
+
+
+async def record() -> tuple[Frames, int]:
+    """One session with the emulator; its frames and its number of turns."""
+    from google import genai
+    from voicetrace.emulator import Emulator
+
+    async with Emulator() as emu:
+        os.environ.update(emu.env())
+        await raw_sdk.converse(genai.Client(), SCRIPT)
+        entries = [e for e in emu.wire if e.kind != "close"]
+    connections = {e.connection for e in entries}
+    assert len(connections) == 1, "the recorded session must use one connection"
+    frames: Frames = []
+    turns = 0
+    for e in entries:
+        if e.direction == "in":
+            frames.append(("in", b""))
+        else:
+            frames.append(("out", json.dumps(e.message).encode()))
+            content = (e.message or {}).get("serverContent") or {}
+            turns += bool(content.get("turnComplete"))
+    return frames, turns
+
+
+# -- replay server (child process) -------------------------------------------------------------
+
+
+def _serve(frames: Frames, cert_path: str, key_path: str, port: Any, ready: Any) -> None:
+    import ssl
+
+    from websockets.asyncio.server import serve
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+
+    async def handler(ws: Any) -> None:
+        for direction, payload in frames:
+            if direction == "in":
+                await ws.recv()
+            else:
+                await ws.send(payload)
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, ssl=ctx, max_size=None) as server:
+            port.value = next(iter(server.sockets)).getsockname()[1]
+            ready.set()
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+# -- variants ------------------------------------------------------------------------------------
+
+
+class Variant:
+    name = "untraced"
+
+    def __init__(self) -> None:
+        self.exporter = CountingExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def flush(self) -> None:
+        self.provider.force_flush(10_000)
+
+
+class VoicetraceVariant(Variant):
+    name = "voicetrace"
+
+    def start(self) -> None:
+        from voicetrace.telemetry import PriceTable, VoiceTelemetry
+        from voicetrace.telemetry.instrumentation.genai_live import GenAILiveInstrumentor
+
+        self.telemetry = VoiceTelemetry(self.provider, pricing=PriceTable.load(None))
+        GenAILiveInstrumentor().instrument(telemetry=self.telemetry)
+
+    def stop(self) -> None:
+        from voicetrace.telemetry.instrumentation.genai_live import GenAILiveInstrumentor
+
+        GenAILiveInstrumentor().uninstrument()
+
+    def flush(self) -> None:
+        assert self.telemetry.force_flush(10.0)
+
+
+class PlainOtelVariant(Variant):
+    """The floor: the same spans (root, connect, turn + chat per turn, tool per call) straight
+    from the OTel SDK, wrapping the same SDK methods, attributes precomputed."""
+
+    name = "plain-otel"
+    ATTRS = {"gen_ai.operation.name": "chat", "gen_ai.request.model": raw_sdk.MODEL}
+
+    def start(self) -> None:
+        from google.genai import live
+
+        tracer = self.provider.get_tracer("floor")
+        self._original = live.AsyncSession.__dict__["receive"]
+        original, attrs = self._original, self.ATTRS
+        self.roots: dict[int, Any] = {}
+        roots = self.roots
+
+        async def receive(session: Any) -> Any:
+            root = roots.get(id(session))
+            if root is None:  # the session's first receive(): its root and connect spans
+                root = roots[id(session)] = tracer.start_span("voice_session")
+                tracer.start_span("model.connect", context=_ctx(root)).end()
+            async for msg in original(session):
+                if msg.tool_call is not None:
+                    for _ in msg.tool_call.function_calls or ():
+                        tracer.start_span("execute_tool", context=_ctx(root)).end()
+                content = msg.server_content
+                if content is not None and content.turn_complete:
+                    u = msg.usage_metadata
+                    turn = tracer.start_span("invoke_agent", context=_ctx(root), attributes=attrs)
+                    chat = tracer.start_span("chat", context=_ctx(turn), attributes=attrs)
+                    if u is not None:
+                        chat.set_attribute("gen_ai.usage.input_tokens", u.prompt_token_count or 0)
+                        chat.set_attribute(
+                            "gen_ai.usage.output_tokens", u.response_token_count or 0
+                        )
+                    chat.end()
+                    turn.end()
+                yield msg
+
+        live.AsyncSession.receive = receive  # type: ignore[method-assign]
+
+    def stop(self) -> None:
+        from google.genai import live
+
+        live.AsyncSession.receive = self._original  # type: ignore[method-assign]
+
+    def flush(self) -> None:
+        for root in self.roots.values():  # the session is over: end its root
+            root.end()
+        self.roots.clear()
+        super().flush()
+
+
+def _ctx(span: Any) -> Any:
+    from opentelemetry import trace
+
+    return trace.set_span_in_context(span)
+
+
+# -- measure -------------------------------------------------------------------------------------
+
+
+async def one_run(client: Any, variant: Variant) -> tuple[float, float, int]:
+    """(loop-thread CPU s, process CPU s, spans exported) of one replayed session."""
+    variant.start()
+    try:
+        process0, loop0 = time.process_time(), time.thread_time()
+        async with asyncio.timeout(60):
+            await raw_sdk.converse(client, SCRIPT)
+        loop_cpu = time.thread_time() - loop0
+        before = variant.exporter.count
+        variant.flush()
+        process_cpu = time.process_time() - process0
+    finally:
+        variant.stop()
+    return loop_cpu, process_cpu, variant.exporter.count - before
+
+
+async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple[float, float]]]:
+    from google import genai
+
+    ctx = multiprocessing.get_context("spawn")
+    port, ready = ctx.Value("i", 0), ctx.Event()
+    from voicetrace.emulator.tls import write_certificates
+
+    with tempfile.TemporaryDirectory() as cert_dir:
+        certs = write_certificates(Path(cert_dir))
+        args = (frames, str(certs.cert_path), str(certs.key_path), port, ready)
+        server = ctx.Process(target=_serve, args=args, daemon=True)
+        server.start()
+        try:
+            if not ready.wait(30):
+                raise SystemExit("replay server did not start")
+            os.environ.update(
+                GOOGLE_GEMINI_BASE_URL=f"https://127.0.0.1:{port.value}",
+                SSL_CERT_FILE=str(certs.ca_path),
+                GEMINI_API_KEY="replay-key",
+            )
+            client = genai.Client()
+            variants: list[Variant] = [Variant(), VoicetraceVariant(), PlainOtelVariant()]
+            results: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
+            spans: dict[str, set[int]] = {v.name: set() for v in variants}
+            for v in variants:  # warm-up: imports, caches, first TLS handshake
+                await one_run(client, v)
+            for _ in range(repeat):
+                order = variants[:]
+                random.shuffle(order)
+                for v in order:
+                    exported = v.exporter.count
+                    loop_cpu, process_cpu, _ = await one_run(client, v)
+                    spans[v.name].add(v.exporter.count - exported)
+                    results[v.name].append((loop_cpu / turns * 1e3, process_cpu / turns * 1e3))
+        finally:
+            server.kill()
+    expected = 2 + 2 * turns + 1  # root, connect, turn + chat per turn, one tool call
+    for name in ("voicetrace", "plain-otel"):
+        if spans[name] != {expected}:
+            print(f"INVALID RUN: {name} exported {sorted(spans[name])} spans, want {expected}")
+    return results
+
+
+def report(results: dict[str, list[tuple[float, float]]], turns: int, repeat: int) -> None:
+    base_loop = statistics.median(r[0] for r in results["untraced"])
+    base_proc = statistics.median(r[1] for r in results["untraced"])
+    print(f"\n{turns} turns per session, {repeat} interleaved repeats; ms of CPU per turn")
+    print(f"untraced: loop {base_loop:.3f} ms, process {base_proc:.3f} ms (the baseline)\n")
+    header = f"{'tracer':<12} {'loop added':>11} {'spread':>17} {'process added':>14} {'spread':>17}"
+    print(header)
+    print("-" * len(header))
+    added: dict[str, tuple[float, float]] = {}
+    for name, rows in results.items():
+        if name == "untraced":
+            continue
+        loops = [r[0] - base_loop for r in rows]
+        procs = [r[1] - base_proc for r in rows]
+        added[name] = (statistics.median(loops), statistics.median(procs))
+        print(
+            f"{name:<12} {added[name][0]:>11.3f} {f'{min(loops):.3f}…{max(loops):.3f}':>17} "
+            f"{added[name][1]:>14.3f} {f'{min(procs):.3f}…{max(procs):.3f}':>17}"
+        )
+    vt, floor = added["voicetrace"], added["plain-otel"]
+    print(
+        f"\nvoicetrace / plain-otel floor: loop {_ratio(vt[0], floor[0])}, "
+        f"process {_ratio(vt[1], floor[1])} (target: process within 1.5x)"
+    )
+    print(
+        "Not measured: LangSmith's Gemini Live wrapper and gemini-live-telemetry (not installed "
+        "in this environment; the comparison needs their local-sink setup, left for a follow-up)."
+    )
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a (floor ≤ 0: noise)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    frames, turns = asyncio.run(record())
+    print(f"recorded {len(frames)} frames, {turns} turns")
+    results = asyncio.run(bench(args.repeat, frames, turns))
+    report(results, turns, args.repeat)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
+
