@@ -17,8 +17,9 @@
 Variants: `untraced`; `voicetrace` (GenAILiveInstrumentor → VoiceTelemetry → BatchSpanProcessor →
 counting no-op exporter); `plain-otel` (the floor: a wrapper over the same SDK methods that emits
 the same number of spans with the OTel SDK directly, precomputed attributes, same processor).
-LangSmith's Gemini Live wrapper and `gemini-live-telemetry` are not measured here (see the
-closing note printed at the end). A run whose span count differs from the expected is refused.
+`gemini-live-telemetry` is measured when it is installed (into the bench's venv, never a project
+dependency); LangSmith has no Gemini Live wrapper to measure (see the closing note). A run whose
+span count differs from the expected is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing
 import os
@@ -53,6 +55,7 @@ SCRIPT: tuple[Say, ...] = (
     Say(text="Tell me a long story", barge_in="Stop. What time is it?"),
     Say(text="Tell me everything about the harbour"),
 )
+PEERS_NOT_MEASURED: dict[str, str] = {}
 Frames = list[tuple[str, bytes]]  # ("in", b"") = wait for a client frame; ("out", payload)
 
 
@@ -213,6 +216,69 @@ class PlainOtelVariant(Variant):
         super().flush()
 
 
+class GeminiLiveTelemetryVariant(Variant):
+    """`gemini-live-telemetry` (PyPI): wrapt patches on the same SDK methods, 65 OTel metrics,
+    local sink only (no GCP export, no JSON files, no dashboard). It has no `deactivate()`, so
+    its patched class attributes are swapped in and out around each run (public names only)."""
+
+    name = "gemini-live-telemetry"
+    PATCHED = (
+        ("AsyncSession", "_receive"),
+        ("AsyncSession", "send_realtime_input"),
+        ("AsyncSession", "send_client_content"),
+        ("AsyncSession", "send_tool_response"),
+        ("AsyncLive", "connect"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        import gemini_live_telemetry
+        from gemini_live_telemetry.config import InstrumentationConfig
+        from google.genai import live
+
+        def grab() -> list[Any]:
+            return [getattr(live, c).__dict__[n] for c, n in self.PATCHED]
+
+        self._plain = grab()
+        gemini_live_telemetry.activate(
+            InstrumentationConfig(
+                project_id="local-bench",
+                enable_gcp_export=False,
+                enable_json_export=False,
+                enable_dashboard=False,
+            )
+        )
+        self._patched = grab()
+        self._set(self._plain)
+
+    def _set(self, values: list[Any]) -> None:
+        from google.genai import live
+
+        for (cls, name), value in zip(self.PATCHED, values, strict=True):
+            setattr(getattr(live, cls), name, value)
+
+    def start(self) -> None:
+        self._set(self._patched)
+
+    def stop(self) -> None:
+        self._set(self._plain)
+
+
+def _peer_variants() -> list[Variant]:
+    peers: list[Variant] = []
+    try:
+        peers.append(GeminiLiveTelemetryVariant())
+    except ImportError:
+        PEERS_NOT_MEASURED["gemini-live-telemetry"] = (
+            "not installed (pip install gemini-live-telemetry into the bench venv)"
+        )
+    PEERS_NOT_MEASURED["LangSmith Gemini Live wrapper"] = (
+        "langsmith 0.15.1 (latest here) has no Live wrapper: langsmith.wrappers.wrap_gemini "
+        "wraps generate_content only, nothing under client.aio.live"
+    )
+    return peers
+
+
 def _ctx(span: Any) -> Any:
     from opentelemetry import trace
 
@@ -259,7 +325,12 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
                 GEMINI_API_KEY="replay-key",
             )
             client = genai.Client()
-            variants: list[Variant] = [Variant(), VoicetraceVariant(), PlainOtelVariant()]
+            variants: list[Variant] = [
+                Variant(),
+                VoicetraceVariant(),
+                PlainOtelVariant(),
+                *_peer_variants(),
+            ]
             results: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
             spans: dict[str, set[int]] = {v.name: set() for v in variants}
             for v in variants:  # warm-up: imports, caches, first TLS handshake
@@ -268,6 +339,7 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
                 order = variants[:]
                 random.shuffle(order)
                 for v in order:
+                    gc.collect()
                     exported = v.exporter.count
                     loop_cpu, process_cpu, _ = await one_run(client, v)
                     spans[v.name].add(v.exporter.count - exported)
@@ -275,40 +347,63 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
         finally:
             server.kill()
     expected = 2 + 2 * turns + 1  # root, connect, turn + chat per turn, one tool call
-    for name in ("voicetrace", "plain-otel"):
+    for name in ("voicetrace", "plain-otel"):  # peers emit metrics, not these spans
         if spans[name] != {expected}:
             print(f"INVALID RUN: {name} exported {sorted(spans[name])} spans, want {expected}")
     return results
 
 
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return q[0], statistics.median(values), q[2]
+
+
 def report(results: dict[str, list[tuple[float, float]]], turns: int, repeat: int) -> None:
-    base_loop = statistics.median(r[0] for r in results["untraced"])
-    base_proc = statistics.median(r[1] for r in results["untraced"])
+    """Added cost = a variant's run minus the untraced run of the same repeat (paired, so
+    slow phases of a shared machine cancel out), median and interquartile range."""
+    base = results["untraced"]
+    b_loop = _quartiles([r[0] for r in base])
+    b_proc = _quartiles([r[1] for r in base])
     print(f"\n{turns} turns per session, {repeat} interleaved repeats; ms of CPU per turn")
-    print(f"untraced: loop {base_loop:.3f} ms, process {base_proc:.3f} ms (the baseline)\n")
-    header = f"{'tracer':<12} {'loop added':>11} {'spread':>17} {'process added':>14} {'spread':>17}"
+    print(
+        f"untraced: loop {b_loop[1]:.3f} ms (IQR {b_loop[0]:.3f}…{b_loop[2]:.3f}), "
+        f"process {b_proc[1]:.3f} ms (IQR {b_proc[0]:.3f}…{b_proc[2]:.3f}) — the SDK's own work\n"
+    )
+    header = (
+        f"{'tracer':<22} {'loop added':>11} {'IQR':>15} {'process added':>14} {'IQR':>15} "
+        f"{'min-min loop':>13} {'min-min proc':>13}"
+    )
     print(header)
     print("-" * len(header))
     added: dict[str, tuple[float, float]] = {}
     for name, rows in results.items():
         if name == "untraced":
             continue
-        loops = [r[0] - base_loop for r in rows]
-        procs = [r[1] - base_proc for r in rows]
-        added[name] = (statistics.median(loops), statistics.median(procs))
+        loops = _quartiles([r[0] - b[0] for r, b in zip(rows, base, strict=True)])
+        procs = _quartiles([r[1] - b[1] for r, b in zip(rows, base, strict=True)])
+        added[name] = (loops[1], procs[1])
+        # The least-disturbed runs of each: on a shared machine noise only ever adds CPU.
+        min_loop = min(r[0] for r in rows) - min(b[0] for b in base)
+        min_proc = min(r[1] for r in rows) - min(b[1] for b in base)
         print(
-            f"{name:<12} {added[name][0]:>11.3f} {f'{min(loops):.3f}…{max(loops):.3f}':>17} "
-            f"{added[name][1]:>14.3f} {f'{min(procs):.3f}…{max(procs):.3f}':>17}"
+            f"{name:<22} {loops[1]:>11.3f} {f'{loops[0]:.3f}…{loops[2]:.3f}':>15} "
+            f"{procs[1]:>14.3f} {f'{procs[0]:.3f}…{procs[2]:.3f}':>15} "
+            f"{min_loop:>13.3f} {min_proc:>13.3f}"
         )
+    noise = (b_proc[2] - b_proc[0]) / 2
     vt, floor = added["voicetrace"], added["plain-otel"]
     print(
         f"\nvoicetrace / plain-otel floor: loop {_ratio(vt[0], floor[0])}, "
         f"process {_ratio(vt[1], floor[1])} (target: process within 1.5x)"
     )
-    print(
-        "Not measured: LangSmith's Gemini Live wrapper and gemini-live-telemetry (not installed "
-        "in this environment; the comparison needs their local-sink setup, left for a follow-up)."
-    )
+    for name, (_, proc) in added.items():
+        if abs(proc) < noise:
+            print(
+                f"NOISE: {name}'s added process CPU ({proc:.3f} ms) is below the untraced run's "
+                f"half-IQR ({noise:.3f} ms): use more --repeat or a quieter machine"
+            )
+    for name, why in PEERS_NOT_MEASURED.items():
+        print(f"Not measured: {name} — {why}")
 
 
 def _ratio(a: float, b: float) -> str:
@@ -317,15 +412,15 @@ def _ratio(a: float, b: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args(argv)
     frames, turns = asyncio.run(record())
     print(f"recorded {len(frames)} frames, {turns} turns")
     results = asyncio.run(bench(args.repeat, frames, turns))
+    # Paired per repeat: `bench` appends one row per variant per repeat, in repeat order.
     report(results, turns, args.repeat)
 
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
         main()
-
