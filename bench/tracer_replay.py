@@ -38,15 +38,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from examples import raw_sdk  # noqa: E402
-from examples.raw_sdk import Say  # noqa: E402
+from examples import raw_sdk
+from examples.raw_sdk import Say
 
 SCRIPT: tuple[Say, ...] = (
     Say(text="Hello there!"),
@@ -168,7 +168,10 @@ class PlainOtelVariant(Variant):
     from the OTel SDK, wrapping the same SDK methods, attributes precomputed."""
 
     name = "plain-otel"
-    ATTRS = {"gen_ai.operation.name": "chat", "gen_ai.request.model": raw_sdk.MODEL}
+    ATTRS: ClassVar[dict[str, str]] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": raw_sdk.MODEL,
+    }
 
     def start(self) -> None:
         from google.genai import live
