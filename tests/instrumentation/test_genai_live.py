@@ -9,6 +9,10 @@ receive the same messages with and without it; it must never raise into the app,
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,8 +239,26 @@ async def test_sessions_after_uninstrument_are_not_traced(emulator: Emulator, tr
     assert t.spans() == []
 
 
-def test_the_instrumentor_is_registered_for_opentelemetry_instrument() -> None:
-    from importlib.metadata import entry_points
-
-    found = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "genai_live"]
-    assert found and found[0].load().__name__ == "GenAILiveInstrumentor"
+def test_opentelemetry_instrument_finds_and_installs_the_instrumentor() -> None:
+    """The real `opentelemetry-instrument` command, in a child process: the entry point is
+    found and the SDK's connect is wrapped before the app's code runs."""
+    probe = (
+        "from google.genai import live\n"
+        "from voicetrace.telemetry.instrumentation.genai_live import GenAILiveInstrumentor\n"
+        "wrapped = hasattr(live.AsyncLive.__dict__['connect'], '__voicetrace_original__')\n"
+        "print(GenAILiveInstrumentor().is_instrumented_by_opentelemetry, wrapped)\n"
+    )
+    command = Path(sys.executable).with_name("opentelemetry-instrument")
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    done = subprocess.run(
+        [str(command), sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr
+    plain = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert plain.stdout.split() == ["False", "False"], plain.stdout + plain.stderr
