@@ -262,3 +262,50 @@ def test_opentelemetry_instrument_finds_and_installs_the_instrumentor() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env
     )
     assert plain.stdout.split() == ["False", "False"], plain.stdout + plain.stderr
+
+
+async def test_the_deprecated_send_and_a_failed_tool_are_traced_like_the_typed_methods(
+    emulator: Emulator, traced: Any
+) -> None:
+    t: Traced = traced()
+    config = raw_sdk.default_config()
+    async with genai.Client().aio.live.connect(model=raw_sdk.MODEL, config=config) as session:
+        with pytest.warns(DeprecationWarning):
+            await session.send(input="Find coffee near me", end_of_turn=True)
+        async for msg in session.receive():
+            if msg.tool_call is not None:
+                [call] = msg.tool_call.function_calls or []
+                failed = types.FunctionResponse(
+                    id=call.id, name=call.name, response={"error": "places service down"}
+                )
+                with pytest.warns(DeprecationWarning):
+                    await session.send(input=failed)
+    s = shape(t.spans())
+    [turn] = s["turns"]
+    assert turn["turn"]["voice.turn.trigger"] == "user_text"
+    assert turn["turn"]["voice.turn.end_reason"] == "tool_error"
+    assert dict(turn["tools"][0])["voice.tool.status"] == "error"
+    assert s["root"]["voice.session.tool_errors"] == 1
+    assert turn["chat"]["voice.cost.usd"] > 0
+
+
+async def test_manual_activity_markers_open_and_time_the_turn(
+    emulator: Emulator, traced: Any
+) -> None:
+    t: Traced = traced()
+    vad_off = types.RealtimeInputConfig(
+        automatic_activity_detection=types.AutomaticActivityDetection(disabled=True)
+    )
+    config = raw_sdk.default_config().model_copy(update={"realtime_input_config": vad_off})
+    async with genai.Client().aio.live.connect(model=raw_sdk.MODEL, config=config) as session:
+        await session.send_realtime_input(activity_start=types.ActivityStart())
+        for frame in raw_sdk.chunks(raw_sdk.speech(0.5)):
+            blob = types.Blob(data=frame, mime_type=raw_sdk.INPUT_MIME)
+            await session.send_realtime_input(audio=blob)
+        await session.send_realtime_input(activity_end=types.ActivityEnd())
+        got = [m async for m in session.receive()]
+    assert got[-1].server_content is not None and got[-1].server_content.turn_complete
+    [turn] = shape(t.spans())["turns"]
+    assert turn["turn"]["voice.turn.trigger"] == "activity"
+    assert {"user.speech.started", "user.speech.ended"} <= set(turn["events"])
+    assert turn["chat"]["gen_ai.usage.input_tokens"] > 0
