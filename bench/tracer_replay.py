@@ -11,12 +11,14 @@
 3. Measure, per variant, interleaved (each repeat runs every variant once, in a shuffled order):
    the event-loop thread's CPU (`time.thread_time()` in the loop thread, up to the end of the
    session) and the whole process's CPU (`time.process_time()`, up to a flush that returned, so
-   the emitter and exporter threads' work is in). Reported per turn: median and spread (min–max)
-   over the repeats, minus the untraced run's median.
+   the emitter and exporter threads' work is in). Reported per turn: the added CPU paired with the
+   untraced run of the same repeat (median, IQR) and the least-disturbed estimate (min − min).
 
 Variants: `untraced`; `voicetrace` (GenAILiveInstrumentor → VoiceTelemetry → BatchSpanProcessor →
-counting no-op exporter); `plain-otel` (the floor: a wrapper over the same SDK methods that emits
-the same number of spans with the OTel SDK directly, precomputed attributes, same processor).
+counting exporter; with `+otlp`, export on: OTLP/HTTP protobuf to a discarding receiver in the
+replay server's process, else off); `plain-otel` (the floor: a wrapper over the same SDK
+methods that emits the same number of spans with the OTel SDK directly, precomputed attributes,
+same processor, same export on/off).
 `gemini-live-telemetry` is measured when it is installed (into the bench's venv, never a project
 dependency); LangSmith has no Gemini Live wrapper to measure (see the closing note). A run whose
 span count differs from the expected is refused.
@@ -60,12 +62,15 @@ Frames = list[tuple[str, bytes]]  # ("in", b"") = wait for a client frame; ("out
 
 
 class CountingExporter(SpanExporter):
-    def __init__(self) -> None:
+    """Counts spans; with `inner` (OTLP/HTTP to the local sink) exports them too."""
+
+    def __init__(self, inner: SpanExporter | None = None) -> None:
         self.count = 0
+        self.inner = inner
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.count += len(spans)
-        return SpanExportResult.SUCCESS
+        return self.inner.export(spans) if self.inner is not None else SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         pass
@@ -100,7 +105,28 @@ async def record() -> tuple[Frames, int]:
 # -- replay server (child process) -------------------------------------------------------------
 
 
-def _serve(frames: Frames, cert_path: str, key_path: str, port: Any, ready: Any) -> None:
+async def _otlp_sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A local OTLP/HTTP receiver that accepts and discards (keep-alive, Content-Length)."""
+    try:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n")
+            writer.write(b"Content-Length: 0\r\n\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def _serve(
+    frames: Frames, cert_path: str, key_path: str, port: Any, otlp_port: Any, ready: Any
+) -> None:
     import ssl
 
     from websockets.asyncio.server import serve
@@ -117,6 +143,8 @@ def _serve(frames: Frames, cert_path: str, key_path: str, port: Any, ready: Any)
         await ws.wait_closed()
 
     async def main() -> None:
+        sink = await asyncio.start_server(_otlp_sink, "127.0.0.1", 0)
+        otlp_port.value = sink.sockets[0].getsockname()[1]
         async with serve(handler, "127.0.0.1", 0, ssl=ctx, max_size=None) as server:
             port.value = next(iter(server.sockets)).getsockname()[1]
             ready.set()
@@ -131,8 +159,14 @@ def _serve(frames: Frames, cert_path: str, key_path: str, port: Any, ready: Any)
 class Variant:
     name = "untraced"
 
-    def __init__(self) -> None:
-        self.exporter = CountingExporter()
+    def __init__(self, otlp_endpoint: str | None = None) -> None:
+        inner = None
+        if otlp_endpoint is not None:  # export on: OTLP/HTTP protobuf to the local sink
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            inner = OTLPSpanExporter(endpoint=otlp_endpoint)
+            self.name = f"{self.name}+otlp"
+        self.exporter = CountingExporter(inner)
         self.provider = TracerProvider()
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
 
@@ -311,12 +345,12 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
     from google import genai
 
     ctx = multiprocessing.get_context("spawn")
-    port, ready = ctx.Value("i", 0), ctx.Event()
+    port, otlp_port, ready = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event()
     from voicetrace.emulator.tls import write_certificates
 
     with tempfile.TemporaryDirectory() as cert_dir:
         certs = write_certificates(Path(cert_dir))
-        args = (frames, str(certs.cert_path), str(certs.key_path), port, ready)
+        args = (frames, str(certs.cert_path), str(certs.key_path), port, otlp_port, ready)
         server = ctx.Process(target=_serve, args=args, daemon=True)
         server.start()
         try:
@@ -328,10 +362,13 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
                 GEMINI_API_KEY="replay-key",
             )
             client = genai.Client()
+            otlp = f"http://127.0.0.1:{otlp_port.value}/v1/traces"
             variants: list[Variant] = [
                 Variant(),
                 VoicetraceVariant(),
+                VoicetraceVariant(otlp),
                 PlainOtelVariant(),
+                PlainOtelVariant(otlp),
                 *_peer_variants(),
             ]
             results: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
@@ -350,8 +387,8 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
         finally:
             server.kill()
     expected = 2 + 2 * turns + 1  # root, connect, turn + chat per turn, one tool call
-    for name in ("voicetrace", "plain-otel"):  # peers emit metrics, not these spans
-        if spans[name] != {expected}:
+    for name in spans:  # peers emit metrics, not these spans
+        if name.startswith(("voicetrace", "plain-otel")) and spans[name] != {expected}:
             print(f"INVALID RUN: {name} exported {sorted(spans[name])} spans, want {expected}")
     return results
 
@@ -394,11 +431,19 @@ def report(results: dict[str, list[tuple[float, float]]], turns: int, repeat: in
             f"{min_loop:>13.3f} {min_proc:>13.3f}"
         )
     noise = (b_proc[2] - b_proc[0]) / 2
-    vt, floor = added["voicetrace"], added["plain-otel"]
-    print(
-        f"\nvoicetrace / plain-otel floor: loop {_ratio(vt[0], floor[0])}, "
-        f"process {_ratio(vt[1], floor[1])} (target: process within 1.5x)"
-    )
+    for suffix in ("", "+otlp"):
+        vt, floor = added[f"voicetrace{suffix}"], added[f"plain-otel{suffix}"]
+        print(
+            f"\nvoicetrace{suffix} / plain-otel{suffix} floor: loop {_ratio(vt[0], floor[0])}, "
+            f"process {_ratio(vt[1], floor[1])} (target: process within 1.5x)"
+        )
+    for name in added:
+        if not name.startswith(("voicetrace", "plain-otel")):
+            vt = added["voicetrace"]
+            print(
+                f"voicetrace / {name}: loop {_ratio(vt[0], added[name][0])}, "
+                f"process {_ratio(vt[1], added[name][1])} (target: below 1x)"
+            )
     for name, (_, proc) in added.items():
         if abs(proc) < noise:
             print(
