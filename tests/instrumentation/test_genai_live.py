@@ -309,3 +309,32 @@ async def test_manual_activity_markers_open_and_time_the_turn(
     assert turn["turn"]["voice.turn.trigger"] == "activity"
     assert {"user.speech.started", "user.speech.ended"} <= set(turn["events"])
     assert turn["chat"]["gen_ai.usage.input_tokens"] > 0
+
+
+async def test_resuming_before_leaving_the_old_connection_continues_the_same_session(
+    emulator: Emulator, traced: Any
+) -> None:
+    """Apps handling goAway often open the new connection first, then leave the old one."""
+    t: Traced = traced()
+    client = genai.Client()
+    config = raw_sdk.default_config()
+    hello = types.Content(role="user", parts=[types.Part(text="Hello there!")])
+    old_cm = client.aio.live.connect(model=raw_sdk.MODEL, config=config)
+    old = await old_cm.__aenter__()
+    await old.send_client_content(turns=hello)
+    got = [m async for m in old.receive()]
+    handle, _ = await raw_sdk._drain(old, got, wait_s=0.3)
+    assert handle is not None
+    resume = config.model_copy(
+        update={"session_resumption": types.SessionResumptionConfig(handle=handle)}
+    )
+    async with client.aio.live.connect(model=raw_sdk.MODEL, config=resume) as new:
+        await old_cm.__aexit__(None, None, None)  # the old one goes while the new one is open
+        again = types.Content(role="user", parts=[types.Part(text="And now?")])
+        await new.send_client_content(turns=again)
+        got += [m async for m in new.receive()]
+    s = shape(t.spans())
+    assert [turn["turn"]["voice.turn.number"] for turn in s["turns"]] == [1, 2]
+    assert s["connects"] == [(False, "UNSET"), (True, "UNSET")]
+    assert s["root"]["voice.session.reconnects"] == 1
+    assert s["root"]["voice.session.end_reason"] == "completed"

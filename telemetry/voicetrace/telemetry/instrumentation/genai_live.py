@@ -145,11 +145,11 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         def receive(session: Any, *args: Any, **kwargs: Any) -> Any:
             messages = original(session, *args, **kwargs)
             state = self._sessions.get(session)
-            return messages if state is None else self._traced_receive(messages, state)
+            return messages if state is None else self._traced_receive(messages, state, session)
 
         return receive
 
-    async def _traced_receive(self, messages: Any, state: LiveTrace) -> Any:
+    async def _traced_receive(self, messages: Any, state: LiveTrace, session: Any) -> Any:
         from voicetrace.telemetry.instrumentation.genai_session import CONNECTION_ERRORS
 
         async with contextlib.aclosing(messages):
@@ -159,7 +159,8 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 except StopAsyncIteration:
                     return
                 except CONNECTION_ERRORS as exc:
-                    self._guarded("receive", state.on_receive_error, exc)
+                    if state.current is session:  # not an old connection already replaced
+                        self._guarded("receive", state.on_receive_error, exc)
                     raise
                 try:
                     state.on_message(msg)
@@ -210,6 +211,10 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             if timer is not None:
                 timer.cancel()
             return state
+        if handle is not None:  # resuming before leaving the old connection (goAway handling)
+            for live_state in set(self._sessions.values()):
+                if live_state.handle == handle:
+                    return live_state
         name = str(model or "unknown").removeprefix("models/")
         host, port = _endpoint()
         fields: dict[str, Any] = {
@@ -233,6 +238,8 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _connected(self, state: LiveTrace, session: Any, resuming: bool) -> None:
         self._sessions[session] = state
+        state.current = session
+        state.connections += 1
         if resuming:
             state.resumed(resumed=True)
         else:
@@ -242,7 +249,8 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from voicetrace.telemetry.instrumentation.genai_mapping import close_info
 
         if resuming:  # the app may try again: keep waiting for it, within the grace period
-            self._park(state)
+            if state.connections == 0:
+                self._park(state)
             return
         code, reason = close_info(exc)
         state.trace.connect_finished(error=f"{code}: {reason}" if code else reason)
@@ -250,7 +258,12 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _finished(self, state: LiveTrace, session: Any, exc: BaseException | None) -> None:
         """The app left `connect()`: end the conversation, or wait for its resumption."""
-        self._sessions.pop(session, None)
+        if self._sessions.pop(session, None) is not None:
+            state.connections -= 1
+        if state.current is session:
+            state.current = None
+        if state.connections > 0:
+            return  # a newer connection continues the conversation
         if state.resumable:
             self._park(state)
         else:
@@ -296,7 +309,8 @@ class _TracedConnect(contextlib.AbstractAsyncContextManager[Any]):
     async def __aenter__(self) -> Any:
         i = self._i
         self._state = state = i._guarded("connect", i._begin, self._model, self._config)
-        self._resuming = state is not None and state.lost is not None
+        # A known conversation: parked after its connection ended, or still connected.
+        self._resuming = state is not None and (state.lost is not None or state.connections > 0)
         try:
             session = await self._cm.__aenter__()
         except BaseException as exc:

@@ -73,6 +73,8 @@ class LiveTrace:
         self.lost: str | None = None  # "go_away" / "connection_lost" once the socket is gone
         self.lost_ns = 0
         self.failed = False  # a model error was recorded: the session ends as model_error
+        self.connections = 0  # open connections of this conversation (2 while switching)
+        self.current: object | None = None  # the newest connection's AsyncSession
         self._pending_text: str | None = None  # client_content(turn_complete=False) so far
 
     # -- server → app -----------------------------------------------------------------------
