@@ -14,8 +14,9 @@ from google.genai import types
 from voicetrace.emulator import Emulator, Scenario
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice import gemini_frames
-from voicetrace.service.voice.gemini_events import function_declaration, map_message
+from voicetrace.service.voice.gemini_events import function_declaration
 from voicetrace.service.voice.tools import FunctionSpec
+from voicetrace.telemetry.instrumentation.genai_mapping import map_message
 
 from tests.emulator.helpers import live_config, send_audio, silence, speech, until
 

@@ -33,15 +33,10 @@ from google.genai import errors, types
 from google.genai._base_url import get_base_url  # the SDK's own base-URL resolution
 from google.genai.live import AsyncSession
 from voicetrace.service.voice import events as ev
-from voicetrace.service.voice.gemini_events import (
-    close_info,
-    function_declaration,
-    function_response,
-    is_retryable,
-    map_message,
-)
+from voicetrace.service.voice.gemini_events import function_declaration, function_response
 from voicetrace.service.voice.gemini_frames import decode_frame
 from voicetrace.service.voice.live_model import LiveModelConfig, LiveModelError, ModelConnectError
+from voicetrace.telemetry.instrumentation.genai_mapping import close_info, is_retryable, map_message
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from google.genai import _live_converters, errors, types
 from voicetrace.service.voice import events as ev
-from voicetrace.service.voice.gemini_events import map_message, sample_rate
+from voicetrace.telemetry.instrumentation.genai_mapping import map_message, sample_rate
 
 
 def decode_frame(raw: bytes | str) -> list[ev.ModelEvent]:

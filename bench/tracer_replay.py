@@ -1,0 +1,474 @@
+"""Replay benchmark: what each tracer adds, per turn, to a real google-genai Live session.
+
+    python bench/tracer_replay.py [--repeat 7]
+
+1. Record: the raw-SDK example app (examples/raw_sdk.py) talks to the Gemini Live emulator —
+   a typed turn, a spoken turn, a tool turn, a barge-in (two turns), a long answer — and the
+   emulator's wire log gives every frame of the connection, in order.
+2. Replay: a local TLS WebSocket server in a *separate process* plays those frames back (it waits
+   for each recorded client frame, then sends the recorded server frames that followed), so the
+   real SDK `AsyncSession` parses the real frames and this process's CPU is the app's alone.
+3. Measure, per variant, interleaved (each repeat runs every variant once, in a shuffled order):
+   the event-loop thread's CPU (`time.thread_time()` in the loop thread, up to the end of the
+   session) and the whole process's CPU (`time.process_time()`, up to a flush that returned, so
+   the emitter and exporter threads' work is in). Reported per turn: the added CPU paired with the
+   untraced run of the same repeat (median, IQR) and the least-disturbed estimate (min − min).
+
+Variants: `untraced`; `voicetrace` (GenAILiveInstrumentor → VoiceTelemetry → BatchSpanProcessor →
+counting exporter; with `+otlp`, export on: OTLP/HTTP protobuf to a discarding receiver in the
+replay server's process, else off); `plain-otel` (the floor: a wrapper over the same SDK
+methods that emits the same number of spans with the OTel SDK directly, precomputed attributes,
+same processor, same export on/off).
+`gemini-live-telemetry` is measured when it is installed (into the bench's venv, never a project
+dependency); LangSmith has no Gemini Live wrapper to measure (see the closing note). A run whose
+span count differs from the expected is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from examples import raw_sdk
+from examples.raw_sdk import Say
+
+SCRIPT: tuple[Say, ...] = (
+    Say(text="Hello there!"),
+    Say(speech_s=0.8),
+    Say(text="Find coffee near me"),
+    Say(text="Tell me a long story", barge_in="Stop. What time is it?"),
+    Say(text="Tell me everything about the harbour"),
+)
+PEERS_NOT_MEASURED: dict[str, str] = {}
+Frames = list[tuple[str, bytes]]  # ("in", b"") = wait for a client frame; ("out", payload)
+
+
+class CountingExporter(SpanExporter):
+    """Counts spans; with `inner` (OTLP/HTTP to the local sink) exports them too."""
+
+    def __init__(self, inner: SpanExporter | None = None) -> None:
+        self.count = 0
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return self.inner.export(spans) if self.inner is not None else SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+# -- record ------------------------------------------------------------------------------------
+
+
+async def record() -> tuple[Frames, int]:
+    """One session with the emulator; its frames and its number of turns."""
+    from google import genai
+    from voicetrace.emulator import Emulator
+
+    async with Emulator() as emu:
+        os.environ.update(emu.env())
+        await raw_sdk.converse(genai.Client(), SCRIPT)
+        entries = [e for e in emu.wire if e.kind != "close"]
+    connections = {e.connection for e in entries}
+    assert len(connections) == 1, "the recorded session must use one connection"
+    frames: Frames = []
+    turns = 0
+    for e in entries:
+        if e.direction == "in":
+            frames.append(("in", b""))
+        else:
+            frames.append(("out", json.dumps(e.message).encode()))
+            content = (e.message or {}).get("serverContent") or {}
+            turns += bool(content.get("turnComplete"))
+    return frames, turns
+
+
+# -- replay server (child process) -------------------------------------------------------------
+
+
+async def _otlp_sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A local OTLP/HTTP receiver that accepts and discards (keep-alive, Content-Length)."""
+    try:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n")
+            writer.write(b"Content-Length: 0\r\n\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def _serve(
+    frames: Frames, cert_path: str, key_path: str, port: Any, otlp_port: Any, ready: Any
+) -> None:
+    import ssl
+
+    from websockets.asyncio.server import serve
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+
+    async def handler(ws: Any) -> None:
+        for direction, payload in frames:
+            if direction == "in":
+                await ws.recv()
+            else:
+                await ws.send(payload)
+        await ws.wait_closed()
+
+    async def main() -> None:
+        sink = await asyncio.start_server(_otlp_sink, "127.0.0.1", 0)
+        otlp_port.value = sink.sockets[0].getsockname()[1]
+        async with serve(handler, "127.0.0.1", 0, ssl=ctx, max_size=None) as server:
+            port.value = next(iter(server.sockets)).getsockname()[1]
+            ready.set()
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+# -- variants ------------------------------------------------------------------------------------
+
+
+class Variant:
+    name = "untraced"
+
+    def __init__(self, otlp_endpoint: str | None = None) -> None:
+        inner = None
+        if otlp_endpoint is not None:  # export on: OTLP/HTTP protobuf to the local sink
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            inner = OTLPSpanExporter(endpoint=otlp_endpoint)
+            self.name = f"{self.name}+otlp"
+        self.exporter = CountingExporter(inner)
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def flush(self) -> None:
+        self.provider.force_flush(10_000)
+
+
+class VoicetraceVariant(Variant):
+    name = "voicetrace"
+
+    def start(self) -> None:
+        from voicetrace.telemetry import PriceTable, VoiceTelemetry
+        from voicetrace.telemetry.instrumentation.genai_live import GenAILiveInstrumentor
+
+        self.telemetry = VoiceTelemetry(self.provider, pricing=PriceTable.load(None))
+        GenAILiveInstrumentor().instrument(telemetry=self.telemetry)
+
+    def stop(self) -> None:
+        from voicetrace.telemetry.instrumentation.genai_live import GenAILiveInstrumentor
+
+        GenAILiveInstrumentor().uninstrument()
+
+    def flush(self) -> None:
+        assert self.telemetry.force_flush(10.0)
+
+
+class PlainOtelVariant(Variant):
+    """The floor: the same spans (root, connect, turn + chat per turn, tool per call) straight
+    from the OTel SDK, wrapping the same SDK methods, attributes precomputed."""
+
+    name = "plain-otel"
+    ATTRS: ClassVar[dict[str, str]] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": raw_sdk.MODEL,
+    }
+
+    def start(self) -> None:
+        from google.genai import live
+
+        tracer = self.provider.get_tracer("floor")
+        self._original = live.AsyncSession.__dict__["receive"]
+        original, attrs = self._original, self.ATTRS
+        self.roots: dict[int, Any] = {}
+        roots = self.roots
+
+        async def receive(session: Any) -> Any:
+            root = roots.get(id(session))
+            if root is None:  # the session's first receive(): its root and connect spans
+                root = roots[id(session)] = tracer.start_span("voice_session")
+                tracer.start_span("model.connect", context=_ctx(root)).end()
+            async for msg in original(session):
+                if msg.tool_call is not None:
+                    for _ in msg.tool_call.function_calls or ():
+                        tracer.start_span("execute_tool", context=_ctx(root)).end()
+                content = msg.server_content
+                if content is not None and content.turn_complete:
+                    u = msg.usage_metadata
+                    turn = tracer.start_span("invoke_agent", context=_ctx(root), attributes=attrs)
+                    chat = tracer.start_span("chat", context=_ctx(turn), attributes=attrs)
+                    if u is not None:
+                        chat.set_attribute("gen_ai.usage.input_tokens", u.prompt_token_count or 0)
+                        chat.set_attribute(
+                            "gen_ai.usage.output_tokens", u.response_token_count or 0
+                        )
+                    chat.end()
+                    turn.end()
+                yield msg
+
+        live.AsyncSession.receive = receive  # type: ignore[method-assign]
+
+    def stop(self) -> None:
+        from google.genai import live
+
+        live.AsyncSession.receive = self._original  # type: ignore[method-assign]
+
+    def flush(self) -> None:
+        for root in self.roots.values():  # the session is over: end its root
+            root.end()
+        self.roots.clear()
+        super().flush()
+
+
+class GeminiLiveTelemetryVariant(Variant):
+    """`gemini-live-telemetry` (PyPI): wrapt patches on the same SDK methods, 65 OTel metrics,
+    local sink only (no GCP export, no JSON files, no dashboard). It has no `deactivate()`, so
+    its patched class attributes are swapped in and out around each run (public names only)."""
+
+    name = "gemini-live-telemetry"
+    PATCHED = (
+        ("AsyncSession", "_receive"),
+        ("AsyncSession", "send_realtime_input"),
+        ("AsyncSession", "send_client_content"),
+        ("AsyncSession", "send_tool_response"),
+        ("AsyncLive", "connect"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        import gemini_live_telemetry
+        from gemini_live_telemetry.config import InstrumentationConfig
+        from google.genai import live
+
+        def grab() -> list[Any]:
+            return [getattr(live, c).__dict__[n] for c, n in self.PATCHED]
+
+        self._plain = grab()
+        gemini_live_telemetry.activate(
+            InstrumentationConfig(
+                project_id="local-bench",
+                enable_gcp_export=False,
+                enable_json_export=False,
+                enable_dashboard=False,
+            )
+        )
+        self._patched = grab()
+        self._set(self._plain)
+
+    def _set(self, values: list[Any]) -> None:
+        from google.genai import live
+
+        for (cls, name), value in zip(self.PATCHED, values, strict=True):
+            setattr(getattr(live, cls), name, value)
+
+    def start(self) -> None:
+        self._set(self._patched)
+
+    def stop(self) -> None:
+        self._set(self._plain)
+
+
+def _peer_variants() -> list[Variant]:
+    peers: list[Variant] = []
+    try:
+        peers.append(GeminiLiveTelemetryVariant())
+    except ImportError:
+        PEERS_NOT_MEASURED["gemini-live-telemetry"] = (
+            "not installed (pip install gemini-live-telemetry into the bench venv)"
+        )
+    PEERS_NOT_MEASURED["LangSmith Gemini Live wrapper"] = (
+        "langsmith 0.15.1 (latest here) has no Live wrapper: langsmith.wrappers.wrap_gemini "
+        "wraps generate_content only, nothing under client.aio.live"
+    )
+    return peers
+
+
+def _ctx(span: Any) -> Any:
+    from opentelemetry import trace
+
+    return trace.set_span_in_context(span)
+
+
+# -- measure -------------------------------------------------------------------------------------
+
+
+async def one_run(client: Any, variant: Variant) -> tuple[float, float, int]:
+    """(loop-thread CPU s, process CPU s, spans exported) of one replayed session."""
+    variant.start()
+    try:
+        process0, loop0 = time.process_time(), time.thread_time()
+        async with asyncio.timeout(60):
+            await raw_sdk.converse(client, SCRIPT)
+        loop_cpu = time.thread_time() - loop0
+        before = variant.exporter.count
+        variant.flush()
+        process_cpu = time.process_time() - process0
+    finally:
+        variant.stop()
+    return loop_cpu, process_cpu, variant.exporter.count - before
+
+
+async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple[float, float]]]:
+    from google import genai
+
+    ctx = multiprocessing.get_context("spawn")
+    port, otlp_port, ready = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event()
+    from voicetrace.emulator.tls import write_certificates
+
+    with tempfile.TemporaryDirectory() as cert_dir:
+        certs = write_certificates(Path(cert_dir))
+        args = (frames, str(certs.cert_path), str(certs.key_path), port, otlp_port, ready)
+        server = ctx.Process(target=_serve, args=args, daemon=True)
+        server.start()
+        try:
+            if not ready.wait(30):
+                raise SystemExit("replay server did not start")
+            os.environ.update(
+                GOOGLE_GEMINI_BASE_URL=f"https://127.0.0.1:{port.value}",
+                SSL_CERT_FILE=str(certs.ca_path),
+                GEMINI_API_KEY="replay-key",
+            )
+            client = genai.Client()
+            otlp = f"http://127.0.0.1:{otlp_port.value}/v1/traces"
+            variants: list[Variant] = [
+                Variant(),
+                VoicetraceVariant(),
+                VoicetraceVariant(otlp),
+                PlainOtelVariant(),
+                PlainOtelVariant(otlp),
+                *_peer_variants(),
+            ]
+            results: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
+            spans: dict[str, set[int]] = {v.name: set() for v in variants}
+            for v in variants:  # warm-up: imports, caches, first TLS handshake
+                await one_run(client, v)
+            for _ in range(repeat):
+                order = variants[:]
+                random.shuffle(order)
+                for v in order:
+                    gc.collect()
+                    exported = v.exporter.count
+                    loop_cpu, process_cpu, _ = await one_run(client, v)
+                    spans[v.name].add(v.exporter.count - exported)
+                    results[v.name].append((loop_cpu / turns * 1e3, process_cpu / turns * 1e3))
+        finally:
+            server.kill()
+    expected = 2 + 2 * turns + 1  # root, connect, turn + chat per turn, one tool call
+    for name in spans:  # peers emit metrics, not these spans
+        if name.startswith(("voicetrace", "plain-otel")) and spans[name] != {expected}:
+            print(f"INVALID RUN: {name} exported {sorted(spans[name])} spans, want {expected}")
+    return results
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return q[0], statistics.median(values), q[2]
+
+
+def report(results: dict[str, list[tuple[float, float]]], turns: int, repeat: int) -> None:
+    """Added cost = a variant's run minus the untraced run of the same repeat (paired, so
+    slow phases of a shared machine cancel out), median and interquartile range."""
+    base = results["untraced"]
+    b_loop = _quartiles([r[0] for r in base])
+    b_proc = _quartiles([r[1] for r in base])
+    print(f"\n{turns} turns per session, {repeat} interleaved repeats; ms of CPU per turn")
+    print(
+        f"untraced: loop {b_loop[1]:.3f} ms (IQR {b_loop[0]:.3f}…{b_loop[2]:.3f}), "
+        f"process {b_proc[1]:.3f} ms (IQR {b_proc[0]:.3f}…{b_proc[2]:.3f}) — the SDK's own work\n"
+    )
+    header = (
+        f"{'tracer':<22} {'loop added':>11} {'IQR':>15} {'process added':>14} {'IQR':>15} "
+        f"{'min-min loop':>13} {'min-min proc':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    added: dict[str, tuple[float, float]] = {}
+    for name, rows in results.items():
+        if name == "untraced":
+            continue
+        loops = _quartiles([r[0] - b[0] for r, b in zip(rows, base, strict=True)])
+        procs = _quartiles([r[1] - b[1] for r, b in zip(rows, base, strict=True)])
+        added[name] = (loops[1], procs[1])
+        # The least-disturbed runs of each: on a shared machine noise only ever adds CPU.
+        min_loop = min(r[0] for r in rows) - min(b[0] for b in base)
+        min_proc = min(r[1] for r in rows) - min(b[1] for b in base)
+        print(
+            f"{name:<22} {loops[1]:>11.3f} {f'{loops[0]:.3f}…{loops[2]:.3f}':>15} "
+            f"{procs[1]:>14.3f} {f'{procs[0]:.3f}…{procs[2]:.3f}':>15} "
+            f"{min_loop:>13.3f} {min_proc:>13.3f}"
+        )
+    noise = (b_proc[2] - b_proc[0]) / 2
+    for suffix in ("", "+otlp"):
+        vt, floor = added[f"voicetrace{suffix}"], added[f"plain-otel{suffix}"]
+        print(
+            f"\nvoicetrace{suffix} / plain-otel{suffix} floor: loop {_ratio(vt[0], floor[0])}, "
+            f"process {_ratio(vt[1], floor[1])} (target: process within 1.5x)"
+        )
+    for name in added:
+        if not name.startswith(("voicetrace", "plain-otel")):
+            vt = added["voicetrace"]
+            print(
+                f"voicetrace / {name}: loop {_ratio(vt[0], added[name][0])}, "
+                f"process {_ratio(vt[1], added[name][1])} (target: below 1x)"
+            )
+    for name, (_, proc) in added.items():
+        if abs(proc) < noise:
+            print(
+                f"NOISE: {name}'s added process CPU ({proc:.3f} ms) is below the untraced run's "
+                f"half-IQR ({noise:.3f} ms): use more --repeat or a quieter machine"
+            )
+    for name, why in PEERS_NOT_MEASURED.items():
+        print(f"Not measured: {name} — {why}")
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a (floor ≤ 0: noise)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args(argv)
+    frames, turns = asyncio.run(record())
+    print(f"recorded {len(frames)} frames, {turns} turns")
+    results = asyncio.run(bench(args.repeat, frames, turns))
+    # Paired per repeat: `bench` appends one row per variant per repeat, in repeat order.
+    report(results, turns, args.repeat)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
