@@ -129,7 +129,9 @@ class PriceTable:
         self._models = dict(models)
         self.as_of, self.source = as_of, source
         self.fallback = fallback
-        self._fallback_rates: tuple[ModelPrice, _Rates] | None = None if fallback is None else (fallback, _Rates.of(fallback))
+        self._fallback_rates: tuple[ModelPrice, _Rates] | None = (
+            None if fallback is None else (fallback, _Rates.of(fallback))
+        )
         # Longest pattern first: the most specific family wins.
         self._patterns = sorted((n for n in self._models if "*" in n), key=len, reverse=True)
         # Per-turn cost runs on the voice path: remember each model's match and its USD per
