@@ -15,9 +15,7 @@ from tests.service.otlp_helpers import Exported, exporting_telemetry
 
 def _texts_reaching_the_model(svc) -> int:
     return sum(
-        1
-        for entry in svc.emulator.wire.select(direction="in")
-        if entry.has("client_content")
+        1 for entry in svc.emulator.wire.select(direction="in") if entry.has("client_content")
     )
 
 

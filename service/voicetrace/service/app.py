@@ -12,11 +12,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from voicetrace.service.api import health, live_sessions, voice
+from voicetrace.service.api import budgets as budgets_api
+from voicetrace.service.api import health, live_sessions, observability, voice
 from voicetrace.service.api.errors import register_error_handlers
 from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
+from voicetrace.service.voice.budget_policy import BudgetPolicy
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.gemini import GeminiClients, GeminiLive
 from voicetrace.service.voice.hub import VoiceHub
@@ -52,6 +54,8 @@ def create_app(
             pricing=PriceTable.load(settings.prices_file),
             usage_wait_s=settings.usage_wait_s,
         )
+        budgets = await BudgetPolicy.start(db, settings, tel.pricing)  # usage ledger, daily
+        app.state.budgets = budgets
         hub = VoiceHub()
         key = settings.gemini_api_key
         clients = GeminiClients(key.get_secret_value() if key else None)
@@ -65,12 +69,14 @@ def create_app(
             tools=tools if tools is not None else ToolRegistry(timeout_s=settings.tool_timeout_s),
             hub=hub,
             model_factory=lambda config: GeminiLive(config, clients),
+            budgets=budgets,
         )
         try:
             yield
         finally:
             await hub.drain("server_shutdown", settings.shutdown_grace_s)
             await clients.aclose()
+            await budgets.stop(settings.flush_timeout_s)
             if owns_telemetry:
                 await asyncio.to_thread(tel.shutdown, settings.flush_timeout_s)
             await db.dispose()
@@ -85,4 +91,6 @@ def create_app(
     app.include_router(live_sessions.router)
     app.include_router(voice.router)
     app.include_router(health.router)
+    app.include_router(observability.router)
+    app.include_router(budgets_api.router)
     return app

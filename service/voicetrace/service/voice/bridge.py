@@ -27,7 +27,7 @@ from voicetrace.service.sessions.schemas import Budgets, LiveSession
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
-from voicetrace.service.voice.budget import BudgetCheck, BudgetTracker
+from voicetrace.service.voice.budget import BudgetCheck, BudgetTracker, most_urgent
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.hub import BUDGET_EXHAUSTED
 from voicetrace.service.voice.limits import TokenBucket, estimated_text_tokens
@@ -95,10 +95,14 @@ class VoiceBridge:
         self._background: set[asyncio.Task[None]] = set()
         self._speaking_turn: int | None = None
         self._budget = BudgetTracker.for_budgets(session.budgets, settings.budget_warn_ratio)
+        # The usage ledger and the user's daily budgets (every settled turn, exactly once).
+        policy = deps.budgets
+        self._daily = policy.for_session(session, settings.model) if policy else None
         self.reports = TurnReports(
             settings.usage_wait_s,
             send_summary=self._send_turn_summary,
             count_settled=self._count_settled,
+            record=self._daily.record if self._daily is not None else None,
         )
 
     # -- control from outside (hub) -------------------------------------------------------------
@@ -111,6 +115,8 @@ class VoiceBridge:
     def set_budgets(self, budgets: Budgets) -> None:
         """Budget limits changed over REST: they apply from the next turn on."""
         self._budget = self._budget.with_budgets(budgets)
+        if self._daily is not None:
+            self._daily.budgets = budgets
 
     def set_paused(self, paused: bool, reason: str) -> None:
         """Pause or resume from outside (REST); the client hears of it right away."""
@@ -384,7 +390,10 @@ class VoiceBridge:
         await self._send("turn_complete", **summary.to_json())
 
     async def _count_settled(self, summary: TurnSummary) -> None:
-        await self._apply_budget(self._budget.add_turn(summary))
+        check = self._budget.add_turn(summary)
+        if self._daily is not None:  # the ledger already has the turn (TurnReports.record)
+            check = most_urgent(check, await self._daily.check())
+        await self._apply_budget(check)
 
     async def _apply_budget(self, check: BudgetCheck | None) -> None:
         if check is None:

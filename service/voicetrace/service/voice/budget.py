@@ -3,7 +3,8 @@
 A session may carry limits in its `budgets` (USD and audio minutes). When a turn's usage is
 settled the bridge adds the turn's cost and audio; at `warn_at` of a limit the client gets
 `budget_warning`, at 100 % the session pauses. A limit of 0 allows nothing; `None` is unlimited.
-Overshoot is bounded by one turn because the check runs at every settled turn.
+Overshoot is bounded by one turn because the check runs at every settled turn. The user's daily
+limits, across sessions and replicas, are `voice.budget_policy`'s (read from the usage ledger).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ _MS_PER_MINUTE = Decimal(60_000)
 class BudgetMetric(StrEnum):
     USD = "usd"
     AUDIO_MINUTES = "audio_minutes"
+    VIDEO_TOKENS = "video_tokens"  # camera frames (counted once camera input exists)
+    SCREEN_TOKENS = "screen_tokens"  # screen-share frames (likewise)
+
+
+class BudgetScope(StrEnum):
+    SESSION = "session"  # this session's own limits (`Budgets.session_*`)
+    DAILY = "daily"  # the user's day, across sessions and replicas (`voice.budget_policy`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +39,35 @@ class BudgetCheck:
     limit: Decimal
     warning: bool
     exhausted: bool
+    scope: BudgetScope = BudgetScope.SESSION
 
     @property
     def ratio(self) -> Decimal:
         return self.used / self.limit if self.limit else Decimal(1)
 
+    @property
+    def name(self) -> str:
+        """The budget's name as in `Budgets` (`daily_usd`, `session_audio_minutes`, …)."""
+        return f"{self.scope.value}_{self.metric.value}"
+
+    def urgency(self) -> tuple[bool, Decimal]:
+        return self.exhausted, self.ratio
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "budget": self.name,
+            "scope": self.scope.value,
             "metric": self.metric.value,
             "used": float(self.used),
             "limit": float(self.limit),
             "ratio": round(float(self.ratio), 4),
         }
+
+
+def most_urgent(*checks: BudgetCheck | None) -> BudgetCheck | None:
+    """Exhausted before warning, then the highest utilisation."""
+    found = [c for c in checks if c is not None]
+    return max(found, key=BudgetCheck.urgency) if found else None
 
 
 def session_limits(budgets: Budgets | None) -> dict[BudgetMetric, Decimal]:
