@@ -44,6 +44,9 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
         self.recorded = self.written = self.replayed = self.overflow = 0
         self.failures = 0
+        # Held while a batch is written and taken out of `pending`: a reader holding it sees
+        # every entry exactly once (in the database or pending, never both, never neither).
+        self.lock = asyncio.Lock()
         self.last_error: str | None = None
         self.last_success: datetime | None = None
 
@@ -67,7 +70,8 @@ class LedgerWriter:
         return True
 
     def pending(self, user_id: str, day: date) -> Usage:
-        """This process's usage for the user's day that is not in the database yet."""
+        """This process's usage for the user's day that is not in the database yet (add it to
+        a database read made under `lock`)."""
         return self._pending.get((user_id, day)) or Usage()
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -105,7 +109,11 @@ class LedgerWriter:
                 continue
             batch = [entry for entry, _ in list(self._buffer)[: self._batch]]
             try:
-                new = await self.store.write(batch)
+                async with self.lock:
+                    new = await self.store.write(batch)
+                    for _ in batch:
+                        done, _at = self._buffer.popleft()
+                        self._forget_pending(done)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is down or busy: keep the batch, retry
@@ -117,9 +125,6 @@ class LedgerWriter:
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
             backoff = _BACKOFF_START_S
-            for _ in batch:
-                entry, _at = self._buffer.popleft()
-                self._forget_pending(entry)
             self.written += new
             self.replayed += len(batch) - new
             self.last_success = datetime.now(UTC)

@@ -155,17 +155,27 @@ class BudgetPolicy:
         try:
             async with asyncio.timeout(_READ_TIMEOUT_S):
                 override = await self.store.user_limits(user_id)
-                stored = await self.store.daily(user_id, day)
+                stored, pending = await self._consistent_daily(user_id, day)
             self._last[(user_id, day)] = stored
             self._overrides[user_id] = override
         except Exception as exc:  # the database is down: decide from what is known
             log.warning("daily budget read failed (%s); using the last known", type(exc).__name__)
             override = self._overrides.get(user_id, UserLimits())
             stored = self._last.get((user_id, day), Usage())
+            pending = self.writer.pending(user_id, day)
         total = Usage()
         total.add(stored)
-        total.add(self.writer.pending(user_id, day))
+        total.add(pending)
         return DailyStatus(day, self._limits_for(override, session_budgets), _used(total))
+
+    async def _consistent_daily(self, user_id: str, day: date) -> tuple[Usage, Usage]:
+        """The database's row and this process's unwritten usage, each entry in exactly one:
+        read under the writer's lock (which a batch holds from its write to leaving pending)."""
+        async with self.writer.lock:
+            stored = await self.store.daily(user_id, day)
+            pending = Usage()
+            pending.add(self.writer.pending(user_id, day))
+        return stored, pending
 
     def _limits_for(
         self, override: UserLimits, session: Budgets | None
@@ -238,6 +248,8 @@ class SessionAccounts:
         worst: BudgetCheck | None = None
         for check in status.checks(self.policy.warn_at):
             key = (status.day, check.metric)
+            if not (check.exhausted or check.warning):
+                continue
             if not check.exhausted and key in self._warned:
                 continue  # warned once per metric and day
             if worst is None or check.urgency() > worst.urgency():
