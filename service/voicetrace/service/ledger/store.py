@@ -65,29 +65,43 @@ class LedgerStore:
             await conn.run_sync(metadata.create_all)
 
     async def write(self, entries: Sequence[LedgerEntry]) -> int:
-        """Record `entries` in one transaction; how many were new (the rest were replays)."""
+        """Record `entries` in one transaction; how many were new (the rest were replays).
+
+        Two statements whatever the batch size: one multi-row insert that skips known
+        generations and returns the new ones, then one multi-row upsert of the new ones'
+        per-(user, day) sums."""
         if not entries:
             return 0
-        new = 0
+        unique = list({(e.session_id, e.turn): e for e in entries}.values())
         async with self.db.engine.begin() as conn:
-            for entry in entries:
-                if await self._insert_once(conn, entry):
-                    await self._increment_day(conn, entry)
-                    new += 1
-        return new
+            new = await self._insert_new(conn, unique)
+            if new:
+                await self._increment_days(
+                    conn, [e for e in unique if (e.session_id, e.turn) in new]
+                )
+        return len(new)
 
-    async def _insert_once(self, conn: AsyncConnection, entry: LedgerEntry) -> bool:
+    async def _insert_new(
+        self, conn: AsyncConnection, entries: Sequence[LedgerEntry]
+    ) -> set[tuple[str, int]]:
         stmt = (
             self._insert(usage_ledger)
-            .values(**entry.row())
+            .values([e.row() for e in entries])
             .on_conflict_do_nothing(index_elements=["session_id", "turn"])
-            .returning(usage_ledger.c.pk)
+            .returning(usage_ledger.c.session_id, usage_ledger.c.turn)
         )
-        return (await conn.execute(stmt)).first() is not None
+        return {(row[0], row[1]) for row in (await conn.execute(stmt)).all()}
 
-    async def _increment_day(self, conn: AsyncConnection, entry: LedgerEntry) -> None:
-        values = {"user_id": entry.user_id, "day": entry.day, **entry.usage.as_columns()}
-        stmt = self._insert(usage_daily).values(**values)
+    async def _increment_days(self, conn: AsyncConnection, entries: Sequence[LedgerEntry]) -> None:
+        days: dict[tuple[str, date], Usage] = {}
+        for entry in entries:
+            days.setdefault((entry.user_id, entry.day), Usage()).add(entry.usage)
+        # Sorted: concurrent replicas lock the same daily rows in the same order (no deadlock).
+        rows = [
+            {"user_id": user, "day": day, **usage.as_columns()}
+            for (user, day), usage in sorted(days.items())
+        ]
+        stmt = self._insert(usage_daily).values(rows)
         stmt = stmt.on_conflict_do_update(
             index_elements=["user_id", "day"],
             set_={name: usage_daily.c[name] + stmt.excluded[name] for name in SUM_COLUMNS},
