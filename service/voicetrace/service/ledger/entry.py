@@ -10,9 +10,11 @@ every replay, and a session id is claimed by exactly one connection.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from voicetrace.telemetry import TurnSummary
@@ -58,9 +60,8 @@ class Usage:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_row(cls, row: object) -> Usage:
-        get = row.__getitem__  # type: ignore[attr-defined]
-        return cls(**{f.name: int(get(f.name) or 0) for f in fields(cls)})
+    def from_row(cls, row: Mapping[Any, Any]) -> Usage:
+        return cls(**{f.name: int(row[f.name] or 0) for f in fields(cls)})
 
     @property
     def cost_usd(self) -> Decimal:
