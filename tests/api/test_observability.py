@@ -214,3 +214,21 @@ async def test_the_endpoints_are_documented_with_examples(start_service) -> None
     health = spec["paths"]["/api/observability/health"]["get"]
     assert "503" in health["responses"]
     assert "put" in spec["paths"]["/api/budgets/users/{user_id}"]
+
+
+async def test_an_exhausted_daily_budget_is_a_409_naming_it(start_service) -> None:
+    """What `POST /live-sessions` and `PUT …/resume` raise once they call
+    `BudgetPolicy.ensure_available` (the app's handler turns it into the response)."""
+    svc = await start_service(daily_budget_usd=0)
+    app = svc.server.app
+
+    async def probe(user: str) -> dict:
+        await app.state.budgets.ensure_available(user)
+        return {"ok": True}
+
+    app.add_api_route("/probe/{user}", probe, methods=["POST"])
+    r = await svc.http.post("/probe/ivan")
+    assert r.status_code == 409
+    detail = r.json()["detail"]
+    assert detail["code"] == "budget_exhausted" and "daily_usd" in detail["message"]
+    assert detail["budget"]["budget"] == "daily_usd"

@@ -88,6 +88,7 @@ def create_app(
         lifespan=lifespan,
     )
     register_error_handlers(app)
+    budgets_api.register_budget_errors(app)
     app.include_router(live_sessions.router)
     app.include_router(voice.router)
     app.include_router(health.router)

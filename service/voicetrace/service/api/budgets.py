@@ -11,14 +11,15 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, FastAPI, Path, Request, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from voicetrace.service.api.errors import UNAUTHORIZED
+from voicetrace.service.api.errors import UNAUTHORIZED, error_body
 from voicetrace.service.api.observability import ledger_policy
 from voicetrace.service.api.principal import Admin, Caller
 from voicetrace.service.sessions.schemas import Minutes, Tokens, Usd
 from voicetrace.service.voice.budget import BudgetMetric
-from voicetrace.service.voice.budget_policy import DailyStatus, limits_from_json
+from voicetrace.service.voice.budget_policy import BudgetExhausted, DailyStatus, limits_from_json
 
 router = APIRouter(prefix="/api/budgets", tags=["budgets"], responses=UNAUTHORIZED)
 
@@ -110,3 +111,14 @@ async def set_user_budget(
     )
     await policy.store.set_user_limits(user_id, limits, by=admin.user_id)
     return _view(user_id, await policy.status(user_id), policy.zone.key)
+
+
+async def _budget_exhausted(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BudgetExhausted)
+    body = error_body("budget_exhausted", exc.message, budget=exc.check.to_json())
+    return JSONResponse(body, status.HTTP_409_CONFLICT)
+
+
+def register_budget_errors(app: FastAPI) -> None:
+    """`BudgetExhausted` anywhere in a request → 409 `budget_exhausted` naming the budget."""
+    app.add_exception_handler(BudgetExhausted, _budget_exhausted)

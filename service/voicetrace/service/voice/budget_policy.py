@@ -106,6 +106,19 @@ class DailyStatus:
         return next((c for c in self.checks(Decimal(1)) if c.exhausted), None)
 
 
+class BudgetExhausted(Exception):
+    """A daily budget is used up: no new session, no resume (HTTP 409 naming the budget)."""
+
+    def __init__(self, check: BudgetCheck) -> None:
+        super().__init__(f"daily budget {check.name} is used up for today")
+        self.check = check
+        self.message = (
+            f"daily budget {check.name} is used up for today "
+            f"({float(check.used):g} of {float(check.limit):g}); it is available again when "
+            "an admin raises the limit or the day rolls over"
+        )
+
+
 class BudgetPolicy:
     """The process's daily budgets and its ledger writer (one per app)."""
 
@@ -199,6 +212,13 @@ class BudgetPolicy:
                     current = limits[metric]
                     limits[metric] = cap if current is None else min(cap, current)
         return limits
+
+    async def ensure_available(self, user_id: str, session_budgets: Budgets | None = None) -> None:
+        """Raise `BudgetExhausted` when one of the user's daily budgets is used up (for
+        `POST /live-sessions` and `PUT …/resume`)."""
+        check = (await self.status(user_id, session_budgets)).exhausted()
+        if check is not None:
+            raise BudgetExhausted(check)
 
     def for_session(self, session: LiveSession, model: str) -> SessionAccounts:
         priced = self.pricing.priced(model) if self.pricing is not None else None
