@@ -73,6 +73,10 @@ async def test_users_see_their_own_costs_and_an_admin_sees_all(start_service) ->
         ("bob", svc.settings.model),
     ]
     assert everyone["total"]["turns"] == 3
+    just_bob = await svc.http.get(COSTS, params={"user": "bob"}, headers=_auth(ADMIN))
+    assert just_bob.json()["total"]["turns"] == 1
+    peek = await svc.http.get(COSTS, params={"user": "bob"}, headers=_auth(svc.token("alice")))
+    assert peek.status_code == 403
     total = Decimal(everyone["total"]["cost_usd_decimal"])
     assert abs(float(total) - (alice["cost_usd"] + bob["cost_usd"])) < 1e-9
 

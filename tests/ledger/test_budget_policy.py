@@ -87,3 +87,29 @@ async def test_a_database_outage_decides_from_the_last_read_and_the_pending(
             await conn.execute(text("ALTER TABLE usage_ledger_away RENAME TO usage_ledger"))
         await writer.stop(5.0)
         await db.dispose()
+
+
+def test_the_token_command_mints_an_admin_token(capsys, monkeypatch) -> None:
+    from voicetrace.service.api.auth import verify_principal
+    from voicetrace.service.cli import main
+    from voicetrace.service.settings import DEV_JWT_SECRET
+
+    assert main(["token", "--user", "ops", "--role", "admin"]) == 0
+    principal = verify_principal(capsys.readouterr().out.strip(), DEV_JWT_SECRET)
+    assert principal.user_id == "ops" and principal.is_admin
+    assert main(["token", "--user", "bob"]) == 0
+    assert not verify_principal(capsys.readouterr().out.strip(), DEV_JWT_SECRET).is_admin
+
+
+def test_only_a_list_roles_claim_makes_an_admin() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import jwt
+    from voicetrace.service.api.auth import verify_principal
+
+    secret = "s" * 32
+    now = datetime.now(UTC)
+    base = {"sub": "eve", "iat": now, "exp": now + timedelta(minutes=5)}
+    for roles, admin in (("admin", False), (["admin"], True), ([1, "x"], False), (None, False)):
+        token = jwt.encode({**base, "roles": roles}, secret, algorithm="HS256")
+        assert verify_principal(token, secret).is_admin is admin, roles

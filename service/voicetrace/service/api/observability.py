@@ -220,6 +220,9 @@ async def costs(
     end: Annotated[date | None, Query(alias="to", description="Last day.")] = None,
     source: Annotated[Literal["ledger", "langfuse"], Query()] = "ledger",
     format: Annotated[Literal["json", "csv"] | None, Query()] = None,
+    user: Annotated[
+        str | None, Query(max_length=255, description="Admin only: one user's costs.")
+    ] = None,
 ) -> Any:
     if source == "langfuse":
         raise HTTPException(
@@ -236,9 +239,14 @@ async def costs(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail={"code": "invalid_range", "message": "`from` is after `to`"},
         )
+    if user is not None and not caller.is_admin and user != caller.user_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail={"code": "forbidden", "message": "only an admin sees other users' costs"},
+        )
     policy = ledger_policy(request)
-    user = None if caller.is_admin else caller.user_id
-    rows = await policy.store.costs(groups, user_id=user, start=start, end=end)
+    only = user if caller.is_admin else caller.user_id
+    rows = await policy.store.costs(groups, user_id=only, start=start, end=end)
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from starlette.websockets import WebSocket
 from voicetrace.service.sessions.errors import InvalidTransition
@@ -17,6 +18,8 @@ from voicetrace.service.voice.outcome import CLOSE_POLICY
 from voicetrace.service.voice.protocol import server_message
 from voicetrace.service.voice.tools import ToolRegistry
 from voicetrace.telemetry import SessionInfo
+
+log = logging.getLogger(__name__)
 
 
 async def serve_voice_session(ws: WebSocket, session: LiveSession, deps: BridgeDeps) -> None:
@@ -62,12 +65,18 @@ async def _refused_for_budget(ws: WebSocket, session: LiveSession, deps: BridgeD
     if check is None:
         return False
     message = f"daily budget {check.name} is used up for today; new sessions are refused"
-    await ws.send_text(
-        server_message("error", code=BUDGET_EXHAUSTED, message=message, budget=check.to_json())
-    )
-    with contextlib.suppress(InvalidTransition):
+    with contextlib.suppress(Exception):  # the client may already be gone
+        await ws.send_text(
+            server_message("error", code=BUDGET_EXHAUSTED, message=message, budget=check.to_json())
+        )
+    try:
         await deps.store.end(session.id, session.user_id, reason=BUDGET_EXHAUSTED)
-    await ws.close(CLOSE_POLICY, f"budget exhausted: {check.name}")
+    except InvalidTransition:
+        pass  # ended meanwhile (REST)
+    except Exception:
+        log.exception("could not store the budget refusal of %s", session.id)
+    with contextlib.suppress(Exception):
+        await ws.close(CLOSE_POLICY, f"budget exhausted: {check.name}")
     return True
 
 
