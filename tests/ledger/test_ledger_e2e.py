@@ -12,9 +12,11 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import select
 from voicetrace.emulator import Scenario
 from voicetrace.service.client import VoiceClient
-from voicetrace.service.ledger import LedgerStore
+from voicetrace.service.ledger import LedgerEntry, LedgerStore, Usage
+from voicetrace.service.ledger.tables import usage_ledger
 from voicetrace.service.sessions.db import Database
 from voicetrace.telemetry import PriceTable, VoiceTelemetry
 
@@ -155,3 +157,42 @@ async def test_a_full_span_queue_loses_spans_but_no_usage(start_service) -> None
         assert Decimal(api["cost_usd_decimal"]) == ledger.cost_usd
     finally:
         telemetry.shutdown(2.0)
+
+
+async def test_a_replayed_settlement_is_not_counted_twice(start_service) -> None:
+    """The same settled turns recorded again (a replayed callback, a retried batch) change
+    nothing: the ledger is keyed by (session, turn)."""
+    svc = await start_service(scenario=Scenario(usage="after_turn_complete"))
+    summary = await _conversation(svc, "ella")
+    await _ledger_settled(svc, TURNS)
+    before = await _ledger_total(svc, "ella")
+    policy = svc.server.app.state.budgets
+    db = Database(f"sqlite+aiosqlite:///{svc.settings.sqlite_path}")
+    try:
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(select(usage_ledger))).mappings().all()
+        replays = [
+            LedgerEntry(
+                session_id=r["session_id"],
+                turn=r["turn"],
+                user_id=r["user_id"],
+                model=r["model"],
+                price_model=r["price_model"],
+                day=r["day"],
+                settled_at=r["settled_at"],
+                usage_received=r["usage_received"],
+                cost_known=r["cost_known"],
+                cost_estimated=r["cost_estimated"],
+                usage=Usage.from_row(r),
+            )
+            for r in rows
+        ]
+    finally:
+        await db.dispose()
+    assert len(replays) == TURNS
+    for entry in replays:
+        policy.writer.record(entry)
+    health = await _ledger_settled(svc, 2 * TURNS)
+    assert health["ledger"]["replayed"] == TURNS
+    after = await _ledger_total(svc, "ella")
+    assert after == before and after.input_tokens == summary["input_tokens"]
