@@ -27,7 +27,13 @@ from voicetrace.service.sessions.schemas import Budgets, LiveSession
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
-from voicetrace.service.voice.budget import BudgetCheck, BudgetTracker, most_urgent
+from voicetrace.service.voice.budget import (
+    BudgetCheck,
+    BudgetMetric,
+    BudgetTracker,
+    StreamedAudio,
+    most_urgent,
+)
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.hub import BUDGET_EXHAUSTED
 from voicetrace.service.voice.limits import TokenBucket, estimated_text_tokens
@@ -98,6 +104,7 @@ class VoiceBridge:
         # The usage ledger and the user's daily budgets (every settled turn, exactly once).
         policy = deps.budgets
         self._daily = policy.for_session(session, settings.model) if policy else None
+        self._streamed = StreamedAudio()  # a monologue is checked while it lasts
         self.reports = TurnReports(
             settings.usage_wait_s,
             send_summary=self._send_turn_summary,
@@ -287,6 +294,8 @@ class VoiceBridge:
             limit = f"audio faster than {self._settings.max_audio_speed:g}x real time"
             raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
         self.trace.user_audio(seconds, is_voiced(frame))
+        if self._streamed.add(seconds):
+            self._spawn(self._project_audio())
         await self.model.send_audio(frame)
 
     async def _on_client_message(self, msg: ClientMessage) -> None:
@@ -390,9 +399,18 @@ class VoiceBridge:
         await self._send("turn_complete", **summary.to_json())
 
     async def _count_settled(self, summary: TurnSummary) -> None:
+        self._streamed.settled()
         check = self._budget.add_turn(summary)
         if self._daily is not None:  # the ledger already has the turn (TurnReports.record)
             check = most_urgent(check, await self._daily.check())
+        await self._apply_budget(check)
+
+    async def _project_audio(self) -> None:
+        """Pause as soon as the audio streamed so far would use an audio budget up."""
+        extra = self._streamed.minutes
+        check = self._budget.projected(BudgetMetric.AUDIO_MINUTES, extra)
+        if self._daily is not None:
+            check = most_urgent(check, await self._daily.projected_audio(extra))
         await self._apply_budget(check)
 
     async def _apply_budget(self, check: BudgetCheck | None) -> None:

@@ -111,6 +111,14 @@ class BudgetTracker:
                 return BudgetCheck(metric, self.used[metric], limit, False, True)
         return None
 
+    def projected(self, metric: BudgetMetric, extra: Decimal) -> BudgetCheck | None:
+        """Would `extra` more of `metric` (streamed, not settled yet) use the limit up?"""
+        limit = self.limits.get(metric)
+        if limit is None:
+            return None
+        used = self.used[metric] + extra
+        return BudgetCheck(metric, used, limit, False, True) if used >= limit else None
+
     def add_turn(self, turn: TurnSummary) -> BudgetCheck | None:
         """Account one settled turn; the most urgent check, if a threshold was crossed."""
         if turn.cost_usd is not None:
@@ -130,3 +138,31 @@ class BudgetTracker:
         if worst is not None and worst.warning:
             self._warned.add(worst.metric)
         return worst
+
+
+@dataclass
+class StreamedAudio:
+    """User audio streamed since the last settled turn, so a monologue is checked while it lasts
+    (`every_s` seconds of it at a time) instead of only when its turn settles. The overshoot of
+    an audio-minute budget is then at most `every_s` seconds plus what arrives during one check
+    (≤ 1 s database read at ≤ `max_audio_speed`× real time)."""
+
+    every_s: float = 5.0
+    unsettled_s: float = 0.0
+    _next_s: float = 5.0
+
+    def add(self, seconds: float) -> bool:
+        """Count `seconds`; True when a projection check is due."""
+        self.unsettled_s += seconds
+        if self.unsettled_s < self._next_s:
+            return False
+        self._next_s = self.unsettled_s + self.every_s
+        return True
+
+    def settled(self) -> None:
+        """A turn settled: its audio is in the budgets now."""
+        self.unsettled_s, self._next_s = 0.0, self.every_s
+
+    @property
+    def minutes(self) -> Decimal:
+        return Decimal(str(self.unsettled_s)) / 60

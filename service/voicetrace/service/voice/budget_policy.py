@@ -280,3 +280,15 @@ class SessionAccounts:
 
     async def exhausted(self) -> BudgetCheck | None:
         return (await self.policy.status(self.user_id, self.budgets)).exhausted()
+
+    async def projected_audio(self, extra_minutes: Decimal) -> BudgetCheck | None:
+        """Would the audio streamed but not settled yet use the day's audio minutes up?"""
+        status = await self.policy.status(self.user_id, self.budgets)
+        limit = status.limits[BudgetMetric.AUDIO_MINUTES]
+        if limit is None:
+            return None
+        used = status.used[BudgetMetric.AUDIO_MINUTES] + extra_minutes
+        if used < limit:
+            return None
+        metric = BudgetMetric.AUDIO_MINUTES
+        return BudgetCheck(metric, used, limit, False, True, scope=BudgetScope.DAILY)
