@@ -177,7 +177,7 @@ def test_cost_is_exact_decimal_against_the_price_table(traced: Traced) -> None:
     assert details["output_audio_tokens"] == pytest.approx(480 * 12 / 1e6)
 
 
-def test_model_families_match_by_pattern_and_unknown_models_have_no_cost() -> None:
+def test_model_families_match_by_pattern_and_unknown_models_bill_at_the_fallback() -> None:
     table = PriceTable.load(None)
     assert table.lookup("models/gemini-2.5-flash-native-audio-preview-09-2025").name == (
         "gemini-2.5-flash-native-audio-*"
@@ -185,9 +185,9 @@ def test_model_families_match_by_pattern_and_unknown_models_have_no_cost() -> No
     assert table.lookup("gemini-3.8-live").name == "gemini-3.8-live"
     assert table.lookup("gemini-3.8-live-extended-thinking").name == "gemini-3.8-live-*"
     assert table.lookup("gpt-4o-realtime") is None
-    assert (
-        table.cost("gpt-4o-realtime", UsageBreakdown.from_snapshot(UsageSnapshot(prompt=1))) is None
-    )
+    cost = table.cost("gpt-4o-realtime", UsageBreakdown.from_snapshot(UsageSnapshot(prompt=1)))
+    assert cost is not None and cost.estimated and cost.model == "fallback"
+    assert cost.total > 0  # never silently free
 
 
 def test_operator_price_file_overrides_and_extends(tmp_path: Path) -> None:

@@ -12,13 +12,15 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from voicetrace.service.api import health, live_direct, live_sessions, voice
+from voicetrace.service.api import budgets as budgets_api
+from voicetrace.service.api import health, live_direct, live_sessions, observability, voice
 from voicetrace.service.api.errors import register_error_handlers
 from voicetrace.service.api.limits import install_request_limits
 from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.policy import SessionPolicy
 from voicetrace.service.sessions.store import LostTrace, SessionStore
 from voicetrace.service.settings import Settings
+from voicetrace.service.voice.budget_policy import BudgetPolicy
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.gemini import GeminiClients, GeminiLive
 from voicetrace.service.voice.hub import VoiceHub
@@ -77,6 +79,8 @@ def create_app(
         if recovered:
             log.warning("closed %d session(s) left open by a previous run", recovered)
         leases = store.start_lease_keeper()  # heartbeat + sweep (docs/reliability.md)
+        budgets = await BudgetPolicy.start(db, settings, tel.pricing)  # usage ledger, daily
+        app.state.budgets = budgets
         hub = VoiceHub()
         key = settings.gemini_api_key
         clients = GeminiClients(
@@ -92,6 +96,7 @@ def create_app(
             tools=tools if tools is not None else ToolRegistry(timeout_s=settings.tool_timeout_s),
             hub=hub,
             model_factory=lambda config: GeminiLive(config, clients),
+            budgets=budgets,
         )
         direct = live_direct.DirectSessions(
             settings, store, tel, app.state.bridge_deps.tools, settings.direct_orphan_timeout_s
@@ -105,6 +110,7 @@ def create_app(
             await hub.drain("server_shutdown", settings.shutdown_grace_s)
             await clients.aclose()
             await leases.stop()
+            await budgets.stop(settings.flush_timeout_s)
             if owns_telemetry:
                 await asyncio.to_thread(tel.shutdown, settings.flush_timeout_s)
             await db.dispose()
@@ -117,9 +123,12 @@ def create_app(
     )
     register_error_handlers(app)
     install_request_limits(app, settings)  # 413/408 before any parsing (docs/reliability.md)
+    budgets_api.register_budget_errors(app)
     app.include_router(live_sessions.router)
     app.include_router(voice.router)
     app.include_router(live_direct.router)
     app.include_router(health.router)
     app.include_router(web.router)  # the browser client at /app
+    app.include_router(observability.router)
+    app.include_router(budgets_api.router)
     return app

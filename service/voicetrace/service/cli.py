@@ -58,7 +58,8 @@ def _token(args: argparse.Namespace) -> int:
 
     settings = Settings()
     ttl = args.ttl if args.ttl is not None else settings.jwt_ttl_s
-    print(mint_token(args.user, settings.jwt_secret.get_secret_value(), ttl_s=ttl))
+    secret = settings.jwt_secret.get_secret_value()
+    print(mint_token(args.user, secret, ttl_s=ttl, roles=args.role or ()))
     return 0
 
 
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="mint a development bearer token")
     token.add_argument("--user", required=True, help="user id (the token's subject)")
     token.add_argument("--ttl", type=int, help="lifetime in seconds (default VOICETRACE_JWT_TTL_S)")
+    token.add_argument(
+        "--role", action="append", help="a role claim, e.g. admin (all costs, set budgets)"
+    )
     token.set_defaults(func=_token)
 
     emulator = sub.add_parser("emulator", help="run the local Gemini Live emulator")

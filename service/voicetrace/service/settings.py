@@ -7,10 +7,12 @@ export), which the OTel SDK and `telemetry.setup` read themselves; they are not 
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,6 +80,15 @@ class Settings(BaseSettings):
     prices_file: Path | None = None
     usage_wait_s: float = 2.0
     budget_warn_ratio: float = 0.8
+    # Per-user daily budgets (DESIGN §5): defaults for every user (None = unlimited); an admin's
+    # per-user limits replace them (PUT /api/budgets/users/{id}). The day is this time zone's.
+    budget_timezone: str = "UTC"
+    daily_budget_usd: Decimal | None = Field(default=None, ge=0)
+    daily_budget_audio_minutes: float | None = Field(default=None, ge=0)
+    daily_budget_video_tokens: int | None = Field(default=None, ge=0)
+    daily_budget_screen_tokens: int | None = Field(default=None, ge=0)
+    # Settled usage waiting for the ledger's database (an outage); beyond it, counted as lost.
+    ledger_buffer: int = Field(default=10_000, ge=1)
     flush_timeout_s: float = 5.0
     shutdown_grace_s: float = 5.0
 
@@ -106,6 +117,21 @@ class Settings(BaseSettings):
     # each turn's audio as Langfuse media.
     langfuse_scores: bool = True
     langfuse_media: bool = True
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Europe/Paris)"
+            ) from None
+        return value
+
+    @cached_property
+    def budget_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.budget_timezone)
 
     def check_servable(self) -> None:
         """Refuse settings that are only safe on a developer's own machine."""

@@ -1,8 +1,14 @@
 """Model prices as data, and the cost of a turn's usage in exact `Decimal` money.
 
-`prices.json` ships with the package (date and source inside); an operator file given to
-`PriceTable.load(path)` overrides or adds models. Model names match exactly first, then by the
-longest matching glob (`gemini-2.5-flash-native-audio-*`), after stripping a `models/` prefix.
+`prices.json` ships with the package; every entry carries its `effective_date` and `source`
+(an entry without them inherits the file's `as_of` / `source`, and an operator file naming no
+source is its own; an entry with no date at all is refused).
+An operator file given to `PriceTable.load(path)` overrides or adds models and may replace the
+`fallback`. Model names match exactly first, then by the longest matching glob
+(`gemini-2.5-flash-native-audio-*`), after stripping a `models/` prefix. A model that matches
+nothing is priced by the table's `fallback` entry and its `Cost` says `estimated=True` (the span
+flags it `voice.cost.estimated`): an unknown model is never silently free. A table without a
+fallback returns `None` for it (a library user who configured nothing gets no made-up number).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import fnmatch
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -21,6 +28,7 @@ from voicetrace.telemetry.usage import MODALITIES, UsageBreakdown
 _PER_TOKEN = Decimal(1_000_000)
 _LOOKUP_CACHE = 256  # model names remembered per table (exact and glob matches alike)
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+FALLBACK = "fallback"  # the name of the entry that prices unknown models
 
 
 def _money(value: Any, where: str) -> Decimal:
@@ -35,15 +43,25 @@ def _money(value: Any, where: str) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
-    """USD per 1M tokens. `cached_input` None: cached tokens bill at their modality's input."""
+    """USD per 1M tokens. `cached_input` None: cached tokens bill at their modality's input.
+    `effective_date` / `source`: since when and according to whom this price holds."""
 
     name: str
     input: Mapping[str, Decimal]
     output: Mapping[str, Decimal]
     cached_input: Decimal | None = None
+    effective_date: date | None = None
+    source: str | None = None
 
     @classmethod
-    def parse(cls, name: str, raw: Mapping[str, Any]) -> ModelPrice:
+    def parse(
+        cls,
+        name: str,
+        raw: Mapping[str, Any],
+        *,
+        default_date: str | None = None,
+        default_source: str | None = None,
+    ) -> ModelPrice:
         where = f"price of {name!r}"
         if not isinstance(raw, Mapping):
             raise ValueError(f"{where}: expected an object")
@@ -56,11 +74,21 @@ class ModelPrice:
         if "text" not in input_ or "text" not in output:
             raise ValueError(f"{where}: input.text and output.text are required")
         cached = raw.get("cached_input")
+        when = raw.get("effective_date", default_date)
+        source = raw.get("source", default_source)
+        if when is None or not source:
+            raise ValueError(f"{where}: needs an effective_date and a source (or file-level ones)")
+        try:
+            effective = date.fromisoformat(str(when))
+        except ValueError:
+            raise ValueError(f"{where}: effective_date {when!r} is not YYYY-MM-DD") from None
         return cls(
             name=name,
             input=input_,
             output=output,
             cached_input=None if cached is None else _money(cached, f"{where}.cached_input"),
+            effective_date=effective,
+            source=str(source),
         )
 
     def input_price(self, modality: str) -> Decimal:
@@ -72,11 +100,13 @@ class ModelPrice:
 
 @dataclass(frozen=True, slots=True)
 class Cost:
-    """A turn's cost: per usage-detail key (same keys as usage_details) and the exact total."""
+    """A turn's cost: per usage-detail key (same keys as usage_details) and the exact total.
+    `model` is the price entry used; `estimated` is True when that was the fallback."""
 
     model: str
     details: Mapping[str, Decimal]
     total: Decimal
+    estimated: bool = False
 
     def details_json(self) -> str:
         """Langfuse `cost_details`: floats only here, at the attribute boundary."""
@@ -94,9 +124,14 @@ class PriceTable:
         *,
         as_of: str | None = None,
         source: str | None = None,
+        fallback: ModelPrice | None = None,
     ) -> None:
         self._models = dict(models)
         self.as_of, self.source = as_of, source
+        self.fallback = fallback
+        self._fallback_rates: tuple[ModelPrice, _Rates] | None = (
+            None if fallback is None else (fallback, _Rates.of(fallback))
+        )
         # Longest pattern first: the most specific family wins.
         self._patterns = sorted((n for n in self._models if "*" in n), key=len, reverse=True)
         # Per-turn cost runs on the voice path: remember each model's match and its USD per
@@ -122,14 +157,26 @@ class PriceTable:
             {**table._models, **override._models},
             as_of=override.as_of or table.as_of,
             source=override.source or table.source,
+            fallback=override.fallback or table.fallback,
         )
 
     @classmethod
     def from_json(cls, raw: Any, origin: str = "prices") -> PriceTable:
         if not isinstance(raw, Mapping) or not isinstance(raw.get("models"), Mapping):
             raise ValueError(f"{origin}: expected an object with a 'models' object")
-        models = {name: ModelPrice.parse(name, spec) for name, spec in raw["models"].items()}
-        return cls(models, as_of=raw.get("as_of"), source=raw.get("source"))
+        # An operator file that names no source is its own source.
+        as_of, source = raw.get("as_of"), raw.get("source") or origin
+        models = {
+            name: ModelPrice.parse(name, spec, default_date=as_of, default_source=source)
+            for name, spec in raw["models"].items()
+        }
+        spec = raw.get(FALLBACK)
+        fallback = (
+            None
+            if spec is None
+            else ModelPrice.parse(FALLBACK, spec, default_date=as_of, default_source=source)
+        )
+        return cls(models, as_of=as_of, source=raw.get("source"), fallback=fallback)
 
     def models(self) -> list[str]:
         return sorted(self._models)
@@ -156,9 +203,22 @@ class PriceTable:
                 return self._models[pattern]
         return None
 
-    def cost(self, model: str, usage: UsageBreakdown) -> Cost | None:
-        """Exact cost of one turn; None when the model has no price (never guessed)."""
+    def priced(self, model: str) -> tuple[ModelPrice, bool] | None:
+        """The price entry that bills `model` and whether it is the fallback (an estimate)."""
+        found, estimated = self._billing(model)
+        return None if found is None else (found[0], estimated)
+
+    def _billing(self, model: str) -> tuple[tuple[ModelPrice, _Rates] | None, bool]:
         found = self._rates(model)
+        if found is not None:
+            return found, False
+        return self._fallback_rates, self._fallback_rates is not None
+
+    def cost(self, model: str, usage: UsageBreakdown) -> Cost | None:
+        """Exact cost of one turn (a plain function of the usage: linear in every token count).
+        An unknown model is billed at the fallback price (`estimated=True`); None only when the
+        table has no fallback."""
+        found, estimated = self._billing(model)
         if found is None:
             return None
         price, r = found
@@ -180,10 +240,10 @@ class PriceTable:
             # Thinking bills as (text) output.
             "output_reasoning_tokens": usage.reasoning * r.output_text,
         }
-        return Cost(price.name, details, sum(details.values(), Decimal(0)))
+        return Cost(price.name, details, sum(details.values(), Decimal(0)), estimated)
 
     def audio_output_cost(self, model: str, tokens: Decimal) -> Decimal | None:
-        found = self._rates(model)
+        found, _ = self._billing(model)
         return None if found is None else tokens * found[1].output_audio
 
 

@@ -90,6 +90,7 @@ class TurnRecord:
 
     usage: UsageSnapshot | None = None
     usage_late: bool = False
+    usage_estimated: bool = False  # `usage` is `estimates.estimate_usage`'s, not Gemini's
     playback_start_ns: int | None = None
     heard_ms: float | None = None
     # lifecycle (decided on the caller's thread): open → finished → emitted (turn span handed

@@ -26,7 +26,13 @@ from voicetrace.service.sessions.errors import InvalidTransition
 from voicetrace.service.sessions.schemas import Budgets, LiveSession
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
-from voicetrace.service.voice.budget import SESSION_BUDGET_FIELDS, BudgetCheck, BudgetTracker
+from voicetrace.service.voice.budget import (
+    BudgetCheck,
+    BudgetMetric,
+    BudgetTracker,
+    StreamedAudio,
+    most_urgent,
+)
 from voicetrace.service.voice.deps import BridgeDeps
 from voicetrace.service.voice.hub import BUDGET_EXHAUSTED
 from voicetrace.service.voice.limits import TokenBucket, estimated_text_tokens
@@ -94,10 +100,15 @@ class VoiceBridge:
         self._background: set[asyncio.Task[None]] = set()
         self._speaking_turn: int | None = None
         self._budget = BudgetTracker.for_budgets(session.budgets, settings.budget_warn_ratio)
+        # The usage ledger and the user's daily budgets (every settled turn, exactly once).
+        policy = deps.budgets
+        self._daily = policy.for_session(session, settings.model) if policy else None
+        self._streamed = StreamedAudio()  # a monologue is checked while it lasts
         self.reports = TurnReports(
             settings.usage_wait_s,
             send_summary=self._send_turn_summary,
             count_settled=self._count_settled,
+            record=self._daily.record if self._daily is not None else None,
         )
 
     # -- control from outside (hub) -------------------------------------------------------------
@@ -110,6 +121,8 @@ class VoiceBridge:
     def set_budgets(self, budgets: Budgets) -> None:
         """Budget limits changed over REST: they apply from the next turn on."""
         self._budget = self._budget.with_budgets(budgets)
+        if self._daily is not None:
+            self._daily.budgets = budgets
 
     def set_paused(self, paused: bool, reason: str) -> None:
         """Pause or resume from outside (REST); the client hears of it right away."""
@@ -283,6 +296,8 @@ class VoiceBridge:
         trace.user_audio(seconds, is_voiced(frame))
         if trace.records_audio:
             trace.audio("input", frame)
+        if self._streamed.add(seconds):
+            self._spawn(self._project_audio())
         await self.model.send_audio(frame)
 
     async def _on_client_message(self, msg: ClientMessage) -> None:
@@ -389,13 +404,25 @@ class VoiceBridge:
 
     async def _count_settled(self, summary: TurnSummary) -> None:
         """Persist the settled turn (a crash loses at most the turn in flight), then check the
-        session budget."""
+        session's and the user's daily budgets."""
         try:
             # Shielded: the write completes even if the session ends meanwhile.
             await asyncio.shield(self.deps.store.record_settled_turn(self.session_id, summary))
         except Exception:
             log.exception("could not store turn %d of %s", summary.number, self.session_id)
-        await self._apply_budget(self._budget.add_turn(summary))
+        self._streamed.settled()
+        check = self._budget.add_turn(summary)
+        if self._daily is not None:  # the ledger already has the turn (TurnReports.record)
+            check = most_urgent(check, await self._daily.check())
+        await self._apply_budget(check)
+
+    async def _project_audio(self) -> None:
+        """Pause as soon as the audio streamed so far would use an audio budget up."""
+        extra = self._streamed.minutes
+        check = self._budget.projected(BudgetMetric.AUDIO_MINUTES, extra)
+        if self._daily is not None:
+            check = most_urgent(check, await self._daily.projected_audio(extra))
+        await self._apply_budget(check)
 
     async def _apply_budget(self, check: BudgetCheck | None) -> None:
         if check is None:
@@ -404,9 +431,8 @@ class VoiceBridge:
             self._paused = True
             try:
                 # Shielded: the write finishes even if the session ends right now.
-                budget = SESSION_BUDGET_FIELDS[check.metric]
                 await asyncio.shield(
-                    self.deps.store.pause_for_budget(self.session_id, self.user_id, budget)
+                    self.deps.store.pause_for_budget(self.session_id, self.user_id, check.name)
                 )
             except Exception:
                 log.exception("could not store the budget pause of %s", self.session_id)

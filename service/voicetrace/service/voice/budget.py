@@ -3,7 +3,8 @@
 A session may carry limits in its `budgets` (USD and audio minutes). When a turn's usage is
 settled the bridge adds the turn's cost and audio; at `warn_at` of a limit the client gets
 `budget_warning`, at 100 % the session pauses. A limit of 0 allows nothing; `None` is unlimited.
-Overshoot is bounded by one turn because the check runs at every settled turn.
+Overshoot is bounded by one turn because the check runs at every settled turn. The user's daily
+limits, across sessions and replicas, are `voice.budget_policy`'s (read from the usage ledger).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ _MS_PER_MINUTE = Decimal(60_000)
 class BudgetMetric(StrEnum):
     USD = "usd"
     AUDIO_MINUTES = "audio_minutes"
+    VIDEO_TOKENS = "video_tokens"  # camera frames (counted once camera input exists)
+    SCREEN_TOKENS = "screen_tokens"  # screen-share frames (likewise)
 
 
-# The `Budgets` field each session metric is limited by (what a pause names in the store).
-SESSION_BUDGET_FIELDS = {
-    BudgetMetric.USD: "session_usd",
-    BudgetMetric.AUDIO_MINUTES: "session_audio_minutes",
-}
+class BudgetScope(StrEnum):
+    SESSION = "session"  # this session's own limits (`Budgets.session_*`)
+    DAILY = "daily"  # the user's day, across sessions and replicas (`voice.budget_policy`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +39,35 @@ class BudgetCheck:
     limit: Decimal
     warning: bool
     exhausted: bool
+    scope: BudgetScope = BudgetScope.SESSION
 
     @property
     def ratio(self) -> Decimal:
         return self.used / self.limit if self.limit else Decimal(1)
 
+    @property
+    def name(self) -> str:
+        """The budget's name as in `Budgets` (`daily_usd`, `session_audio_minutes`, …)."""
+        return f"{self.scope.value}_{self.metric.value}"
+
+    def urgency(self) -> tuple[bool, Decimal]:
+        return self.exhausted, self.ratio
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "budget": self.name,
+            "scope": self.scope.value,
             "metric": self.metric.value,
             "used": float(self.used),
             "limit": float(self.limit),
             "ratio": round(float(self.ratio), 4),
         }
+
+
+def most_urgent(*checks: BudgetCheck | None) -> BudgetCheck | None:
+    """Exhausted before warning, then the highest utilisation."""
+    found = [c for c in checks if c is not None]
+    return max(found, key=BudgetCheck.urgency) if found else None
 
 
 def session_limits(budgets: Budgets | None) -> dict[BudgetMetric, Decimal]:
@@ -93,6 +111,14 @@ class BudgetTracker:
                 return BudgetCheck(metric, self.used[metric], limit, False, True)
         return None
 
+    def projected(self, metric: BudgetMetric, extra: Decimal) -> BudgetCheck | None:
+        """Would `extra` more of `metric` (streamed, not settled yet) use the limit up?"""
+        limit = self.limits.get(metric)
+        if limit is None:
+            return None
+        used = self.used[metric] + extra
+        return BudgetCheck(metric, used, limit, False, True) if used >= limit else None
+
     def add_turn(self, turn: TurnSummary) -> BudgetCheck | None:
         """Account one settled turn; the most urgent check, if a threshold was crossed."""
         if turn.cost_usd is not None:
@@ -112,3 +138,31 @@ class BudgetTracker:
         if worst is not None and worst.warning:
             self._warned.add(worst.metric)
         return worst
+
+
+@dataclass
+class StreamedAudio:
+    """User audio streamed since the last settled turn, so a monologue is checked while it lasts
+    (`every_s` seconds of it at a time) instead of only when its turn settles. The overshoot of
+    an audio-minute budget is then at most `every_s` seconds plus what arrives during one check
+    (≤ 1 s database read at ≤ `max_audio_speed`× real time)."""
+
+    every_s: float = 5.0
+    unsettled_s: float = 0.0
+    _next_s: float = 5.0
+
+    def add(self, seconds: float) -> bool:
+        """Count `seconds`; True when a projection check is due."""
+        self.unsettled_s += seconds
+        if self.unsettled_s < self._next_s:
+            return False
+        self._next_s = self.unsettled_s + self.every_s
+        return True
+
+    def settled(self) -> None:
+        """A turn settled: its audio is in the budgets now."""
+        self.unsettled_s, self._next_s = 0.0, self.every_s
+
+    @property
+    def minutes(self) -> Decimal:
+        return Decimal(str(self.unsettled_s)) / 60

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
+from voicetrace.service.voice.budget_policy import BudgetPolicy
 from voicetrace.service.voice.hub import VoiceHub
 from voicetrace.service.voice.live_model import LiveModel, LiveModelConfig
 from voicetrace.service.voice.tools import ToolRegistry
@@ -25,3 +26,4 @@ class BridgeDeps:
     tools: ToolRegistry
     hub: VoiceHub
     model_factory: ModelFactory
+    budgets: BudgetPolicy | None = None  # the usage ledger and daily budgets (None: neither)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from starlette.websockets import WebSocket
@@ -12,8 +13,10 @@ from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.bridge import VoiceBridge
 from voicetrace.service.voice.deps import BridgeDeps
+from voicetrace.service.voice.hub import BUDGET_EXHAUSTED
 from voicetrace.service.voice.live_model import LiveModelConfig
 from voicetrace.service.voice.outcome import CLOSE_POLICY
+from voicetrace.service.voice.protocol import server_message
 from voicetrace.service.voice.tools import ToolRegistry
 from voicetrace.telemetry import SessionInfo
 
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 
 async def serve_voice_session(ws: WebSocket, session: LiveSession, deps: BridgeDeps) -> None:
     """Claim `session` for this socket and run it to the end (the socket is accepted)."""
+    if await _refused_for_budget(ws, session, deps):
+        return
     try:
         await deps.store.transition(
             session.id, session.user_id, SessionState.LIVE, only_from={SessionState.CONNECTING}
@@ -56,6 +61,30 @@ async def serve_voice_session(ws: WebSocket, session: LiveSession, deps: BridgeD
         except Exception:
             log.exception("could not store the root span of session %s", session.id)
     await bridge.run()
+
+
+async def _refused_for_budget(ws: WebSocket, session: LiveSession, deps: BridgeDeps) -> bool:
+    """A user whose daily budget is used up gets no new session: an `error` frame naming the
+    budget, the session ENDED (`budget_exhausted`) and a 1008 close."""
+    if deps.budgets is None:
+        return False
+    check = (await deps.budgets.status(session.user_id, session.budgets)).exhausted()
+    if check is None:
+        return False
+    message = f"daily budget {check.name} is used up for today; new sessions are refused"
+    with contextlib.suppress(Exception):  # the client may already be gone
+        await ws.send_text(
+            server_message("error", code=BUDGET_EXHAUSTED, message=message, budget=check.to_json())
+        )
+    try:
+        await deps.store.end(session.id, session.user_id, reason=BUDGET_EXHAUSTED)
+    except InvalidTransition:
+        pass  # ended meanwhile (REST)
+    except Exception:
+        log.exception("could not store the budget refusal of %s", session.id)
+    with contextlib.suppress(Exception):
+        await ws.close(CLOSE_POLICY, f"budget exhausted: {check.name}")
+    return True
 
 
 def model_config(settings: Settings, tools: ToolRegistry) -> LiveModelConfig:

@@ -4,13 +4,16 @@ The telemetry *settles* a turn when its usage is final (it came with `turnComple
 or will not come); the settled summary carries exactly the numbers on the turn's `chat` span.
 The client gets each turn's `turn_complete` once: at settlement, or — when usage is slow —
 after the usage wait with what is known. The budget counts every settled turn exactly once,
-even when its usage came after the client was told.
+even when its usage came after the client was told. `record` (the usage ledger) gets every
+settled turn synchronously the moment it reaches the loop — before any await, so neither a
+cancelled reporting task nor the end of the session can skip one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from voicetrace.telemetry import TurnSummary
 
@@ -26,10 +29,12 @@ class TurnReports:
         *,
         send_summary: Report,
         count_settled: Report,
+        record: Callable[[TurnSummary], Any] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._wait_s = usage_wait_s + 0.05  # just past the telemetry's own deadline
         self._send_summary, self._count_settled = send_summary, count_settled
+        self._record = record
         self._settled: asyncio.Queue[TurnSummary] = asyncio.Queue()
         self._reported: set[int] = set()
         self._waiting: dict[int, asyncio.TimerHandle] = {}
@@ -37,7 +42,12 @@ class TurnReports:
 
     def settled_threadsafe(self, summary: TurnSummary) -> None:
         """`SessionTrace`'s settled-turn callback: runs on any thread, hands over to the loop."""
-        self._loop.call_soon_threadsafe(self._settled.put_nowait, summary)
+        self._loop.call_soon_threadsafe(self._arrived, summary)
+
+    def _arrived(self, summary: TurnSummary) -> None:
+        if self._record is not None:
+            self._record(summary)
+        self._settled.put_nowait(summary)
 
     def turn_closed(self, summary: TurnSummary | None) -> None:
         """The server closed a turn (its usage may still be on the way)."""
