@@ -142,6 +142,10 @@ class Database:
         """Create the tables (and the PostgreSQL schema) if they do not exist yet."""
 
         async def create(conn: AsyncConnection) -> None:
+            if conn.dialect.name == "postgresql":
+                # Replicas starting together must not race to create the same tables (the
+                # loser fails on pg_type's unique index): one at a time, for this transaction.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7301917041)"))
             if self.schema is not None:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             await conn.run_sync(metadata.create_all)
