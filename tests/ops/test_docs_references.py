@@ -62,13 +62,20 @@ def commands(text: str) -> list[tuple[str, list[str]]]:
     return found
 
 
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    """A (sub)command's flags, with those of its own subcommands (`langfuse sync-models …`)."""
+    flags = {opt for action in parser._actions for opt in action.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                flags |= _flags(nested)
+    return flags
+
+
 def cli_options() -> dict[str, set[str]]:
     parser = build_parser()
     (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return {
-        name: {opt for action in sub._actions for opt in action.option_strings}
-        for name, sub in subparsers.choices.items()
-    }
+    return {name: _flags(sub) for name, sub in subparsers.choices.items()}
 
 
 def known_variables() -> set[str]:
