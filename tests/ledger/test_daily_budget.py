@@ -85,13 +85,37 @@ async def test_daily_budget_warns_at_80_pauses_at_100_and_refuses_new_sessions(
     assert paused["budget"]["ratio"] >= 1.0
 
     await _ledger_idle(svc)
-    refused = await svc.create_session("dan", budgets=budgets or {})
-    async with VoiceClient.connect(svc.ws_url(refused["id"]), svc.token("dan")) as late:
-        error = await late.wait_for("error", timeout=10)
-        assert await late.wait_closed(10) == 1008
-    assert error["code"] == "budget_exhausted" and budget in error["message"]
-    stored = await svc.get_session(refused["id"], "dan")
-    assert stored["state"] == "ENDED" and stored["end_reason"] == "budget_exhausted"
+    # A new session for an exhausted user is refused up front (409 naming the budget)…
+    refused = await svc.http.post(
+        "/live-sessions",
+        json={"mode": "test", "budgets": budgets or {}},
+        headers={"Authorization": f"Bearer {svc.token('dan')}"},
+    )
+    assert refused.status_code == 409 and budget in refused.text
     # Another user is not affected.
     other = await _script(svc, "erin")
     assert not other.of_type("session_paused")
+
+
+async def test_resume_is_refused_while_the_daily_budget_is_used_up_then_allowed(start_service):
+    svc = await start_service()
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    user = {"Authorization": f"Bearer {svc.token('gus')}"}
+    r = await svc.http.put("/api/budgets/users/gus", json={"daily_usd": 0.000001}, headers=admin)
+    assert r.status_code == 200, r.text
+    session = await svc.create_session("gus")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("gus")) as client:
+        await client.wait_for("session_started")
+        await client.send("text", text=PROMPTS[0])
+        paused = await client.wait_for("session_paused", timeout=15)
+        assert paused["budget"]["budget"] == "daily_usd"
+        await _ledger_idle(svc)
+        refused = await svc.http.put(f"/live-sessions/{session['id']}/resume", headers=user)
+        assert refused.status_code == 409 and "daily_usd" in refused.text
+        r = await svc.http.put("/api/budgets/users/gus", json={"daily_usd": 10.0}, headers=admin)
+        assert r.status_code == 200, r.text
+        resumed = await svc.http.put(f"/live-sessions/{session['id']}/resume", headers=user)
+        assert resumed.status_code == 200, resumed.text
+        assert (await client.wait_for("session_resumed"))["type"] == "session_resumed"
+        await client.send("end")
+        await client.wait_for("session_ended")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from voicetrace.service.api.deps import CurrentUser, Store, notify_session_changed
 from voicetrace.service.api.errors import CONFLICT, NOT_FOUND, TOO_MANY, UNAUTHORIZED
 from voicetrace.service.sessions.schemas import (
+    Budgets,
     LiveSession,
     LiveSessionList,
     SessionCreate,
@@ -20,6 +21,7 @@ from voicetrace.service.sessions.schemas import (
 )
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import MAX_LIST_LIMIT
+from voicetrace.service.voice.budget_policy import BudgetPolicy
 
 ENDED_BY_USER = "ended_by_user"
 PAUSED_BY_USER = "paused_by_user"
@@ -63,8 +65,9 @@ def build_router() -> APIRouter:
         responses=TOO_MANY,
     )
     async def create_session(
-        body: SessionCreate, user: CurrentUser, store: Store, response: Response
+        body: SessionCreate, user: CurrentUser, store: Store, response: Response, request: Request
     ) -> LiveSession:
+        await _daily_budget_available(request, user, body.budgets)  # 409 when used up
         session = await store.create(user, body)
         response.headers["Location"] = f"/live-sessions/{session.id}"
         return session
@@ -119,6 +122,9 @@ def build_router() -> APIRouter:
     async def resume_session(
         session_id: SessionId, user: CurrentUser, store: Store, request: Request
     ) -> LiveSession:
+        current = await store.get(session_id, user)
+        await _daily_budget_available(request, user, current.budgets)  # 409 when used up
+        await store.clear_daily_budget_flag(session_id, user)  # the day's budget has room
         session = await store.transition(
             session_id,
             user,
@@ -172,3 +178,12 @@ def build_router() -> APIRouter:
 
 
 router = build_router()
+
+
+async def _daily_budget_available(request: Request, user: str, budgets: Budgets | None) -> None:
+    """The user's daily budgets (usage ledger) must not be used up; raises `BudgetExhausted`,
+    which the app maps to 409 naming the budget. Without a ledger (the router used on its own)
+    there is nothing to check."""
+    policy: BudgetPolicy | None = getattr(request.app.state, "budgets", None)
+    if policy is not None:
+        await policy.ensure_available(user, budgets)

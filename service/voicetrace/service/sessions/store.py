@@ -456,6 +456,24 @@ class SessionStore:
             except Exception:
                 log.exception("could not close the trace of session %s", trace.session_id)
 
+    async def clear_daily_budget_flag(self, session_id: str, user_id: str) -> None:
+        """A daily budget that paused the session has room again (the ledger said so, or the
+        day rolled over): the session may be resumed. A session budget's flag stays; it is
+        cleared by raising that budget (PATCH)."""
+
+        async def apply(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(t)
+                .where(
+                    t.c.id == session_id,
+                    t.c.user_id == user_id,
+                    t.c.budget_exhausted.like("daily\\_%", escape="\\"),
+                )
+                .values(budget_exhausted=None, updated_at=self._clock())
+            )
+
+        await self._db.write(apply)
+
     async def record_root(self, session_id: str, root: RootContext) -> None:
         """Remember a session's root span, so its trace can be closed if this process dies."""
         values = {
