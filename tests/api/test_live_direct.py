@@ -411,3 +411,34 @@ async def test_the_token_endpoint_needs_a_bearer_token(start_service):
     response = await svc.http.post("/api/live/token", json={})
     assert response.status_code == 401
     assert response.json()["detail"]["code"] == "unauthorized"
+
+
+async def test_a_direct_session_is_budgeted_like_a_proxied_one(start_service):
+    """Its settled turns feed the session budget and the user's daily budget (ledger): the
+    pause reaches the client as the answer to its next batch, and no new token is minted."""
+    from voicetrace.service.api.auth import mint_token
+
+    from tests.conftest import JWT_SECRET
+
+    svc = await start_service()
+    admin = {"Authorization": f"Bearer {mint_token('root', JWT_SECRET, roles=['admin'])}"}
+    r = await svc.http.put("/api/budgets/users/zoe", json={"daily_usd": 0.000001}, headers=admin)
+    assert r.status_code == 200, r.text
+    token = await get_token(svc, "zoe")
+    client = DirectClient(svc, token["sessionId"], user="zoe")
+    usage = {"promptTokenCount": 120, "responseTokenCount": 60, "totalTokenCount": 180}
+    client.event("user_text", text="Hello there")
+    client.event("model_audio", duration_ms=900.0)
+    client.event("usage", usage_metadata=usage)
+    client.event("turn_complete")
+    batch = {"sessionId": client.session_id, "events": client.outbox}
+    answer = await client.post(batch, expect=200)
+    told = answer.json()
+    assert told["type"] == "session_paused" and told["reason"] == "budget_exhausted"
+    assert told["budget"]["budget"] == "daily_usd"
+    stored = await svc.get_session(client.session_id, "zoe")
+    assert stored["state"] == "PAUSED"
+    refused = await svc.http.post("/api/live/token", json={}, headers=auth(svc, "zoe"))
+    assert refused.status_code == 409 and "daily_usd" in refused.text
+    summary = await client.end()
+    assert summary["input_tokens"] == 120 and summary["cost_usd"] > 0

@@ -11,8 +11,9 @@ from typing import Annotated, Protocol
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from voicetrace.service.api.auth import AuthError, verify_token
-from voicetrace.service.sessions.schemas import LiveSession
+from voicetrace.service.sessions.schemas import Budgets, LiveSession
 from voicetrace.service.sessions.store import SessionStore
+from voicetrace.service.voice.budget_policy import BudgetPolicy
 
 # auto_error=False: we answer 401 ourselves, with a JSON body like every other error.
 _bearer = HTTPBearer(
@@ -70,3 +71,12 @@ def notify_session_changed(request: Request, session: LiveSession) -> None:
 
 CurrentUser = Annotated[str, Depends(current_user)]
 Store = Annotated[SessionStore, Depends(get_store)]
+
+
+async def ensure_daily_budget(request: Request, user: str, budgets: Budgets | None) -> None:
+    """The user's daily budgets (usage ledger) must not be used up; raises `BudgetExhausted`,
+    which the app maps to 409 naming the budget. Without a ledger (a router used on its own)
+    there is nothing to check."""
+    policy: BudgetPolicy | None = getattr(request.app.state, "budgets", None)
+    if policy is not None:
+        await policy.ensure_available(user, budgets)

@@ -18,6 +18,9 @@ Events that arrive after their gap was given up on are counted as duplicates and
 Timing: event times are the client's (`at_ms`, mapped to the server clock with the batch's
 `sent_at_ms`) where the telemetry takes a timestamp (audio, text, playback); the other signals
 are stamped on arrival, so clients should post often (the page posts every 200 ms).
+
+Long because: the open sessions, their sequencing and budgets, and the four routes share one
+lock and one set of state; the event schemas live in `live_direct_schemas`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from voicetrace.service.api.deps import CurrentUser, Store
+from fastapi.responses import JSONResponse
+from voicetrace.service.api.deps import CurrentUser, Store, ensure_daily_budget
 from voicetrace.service.api.errors import UNAUTHORIZED
 from voicetrace.service.api.live_direct_schemas import (
     AnyEvent,
@@ -53,11 +57,13 @@ from voicetrace.service.api.live_direct_schemas import (
     UserAudio,
     UserText,
 )
-from voicetrace.service.sessions.errors import InvalidTransition, NotFound
+from voicetrace.service.sessions.errors import InvalidTransition, NotFound, SessionError
 from voicetrace.service.sessions.schemas import SessionCreate
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
+from voicetrace.service.voice.budget import BudgetTracker, most_urgent
+from voicetrace.service.voice.budget_policy import BudgetPolicy, SessionAccounts
 from voicetrace.service.voice.events import FunctionCall
 from voicetrace.service.voice.gemini import live_endpoint
 from voicetrace.service.voice.gemini_tokens import (
@@ -67,7 +73,7 @@ from voicetrace.service.voice.gemini_tokens import (
 )
 from voicetrace.service.voice.start import model_config
 from voicetrace.service.voice.tools import ToolRegistry
-from voicetrace.telemetry import EndReason, SessionInfo, SessionTrace, VoiceTelemetry
+from voicetrace.telemetry import EndReason, SessionInfo, SessionTrace, TurnSummary, VoiceTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,13 @@ class DirectSession:
     session_id: str
     user_id: str
     trace: SessionTrace
+    budget: BudgetTracker
+    accounts: SessionAccounts | None = None  # the usage ledger and daily budgets
     next_seq: int = 1
+    # Turns the telemetry settled (any thread hands them over here, on the loop), not yet
+    # counted toward the budgets: counted when the next batch is answered.
+    settled: list[TurnSummary] = field(default_factory=list)
+    paused: bool = False
     # seq → (event, clock skew of its batch), held until the events before it arrive
     pending: dict[int, tuple[AnyEvent, int]] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
@@ -268,6 +280,7 @@ async def create_token(
     body: SessionCreate, user: CurrentUser, store: Store, request: Request
 ) -> TokenResponse:
     direct = _sessions(request)
+    await ensure_daily_budget(request, user, body.budgets)  # an exhausted user gets no token
     try:
         minted = await direct.mint()
         token, expires = minted.name, minted.expires_at
@@ -281,6 +294,17 @@ async def create_token(
     session = await store.transition(session.id, user, SessionState.LIVE, reason="direct_token")
     settings = direct.settings
     host, port = live_endpoint()
+    policy: BudgetPolicy | None = getattr(request.app.state, "budgets", None)
+    accounts = policy.for_session(session, settings.model) if policy is not None else None
+    tracker = BudgetTracker.for_budgets(session.budgets, settings.budget_warn_ratio)
+    pending: list[TurnSummary] = []
+    loop = asyncio.get_running_loop()
+
+    def settled(summary: TurnSummary) -> None:  # any thread: the ledger entry, on the loop
+        loop.call_soon_threadsafe(pending.append, summary)
+        if accounts is not None:
+            loop.call_soon_threadsafe(accounts.record, summary)
+
     trace = direct.telemetry.start_session(
         SessionInfo(
             session_id=session.id,
@@ -294,12 +318,15 @@ async def create_token(
             environment=settings.environment,
             server_address=host,
             server_port=port,
-        )
+        ),
+        on_turn_settled=settled,
     )
     # The browser connects itself: the connect span covers minting up to the first event.
     trace.connect_started()
     trace.connect_finished()
-    direct.open[session.id] = DirectSession(session.id, user, trace)
+    direct.open[session.id] = DirectSession(
+        session.id, user, trace, tracker, accounts, settled=pending
+    )
     return TokenResponse(
         sessionId=session.id,
         token=token,
@@ -313,6 +340,14 @@ async def create_token(
     "/trace/event",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Post a batch of client-observed events (fire-and-forget)",
+    responses={
+        200: {
+            "description": "The batch was accepted, and a budget says something: "
+            '`{"type": "budget_warning" | "session_paused", "reason": "budget_exhausted", '
+            '"budget": {...}}`. After `session_paused` stop the Live session; no new token is '
+            "minted until the budget has room."
+        }
+    },
 )
 async def post_events(body: EventBatch, user: CurrentUser, request: Request) -> Response:
     direct = _sessions(request)
@@ -327,7 +362,32 @@ async def post_events(body: EventBatch, user: CurrentUser, request: Request) -> 
             )
         skew = 0 if body.sent_at_ms is None else received_ns - int(body.sent_at_ms * 1e6)
         s.accept(body.events, skew)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    await asyncio.sleep(0)  # settlements of this batch reach the session
+    told = await _budget_news(direct, s)
+    if told is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return JSONResponse(told)
+
+
+async def _budget_news(direct: DirectSessions, s: DirectSession) -> dict[str, Any] | None:
+    """Count the turns settled since the last batch toward the session's and the user's daily
+    budgets; what the client must hear (a warning, or the pause), if anything."""
+    settled, s.settled[:] = list(s.settled), []
+    check = None
+    for summary in settled:
+        check = most_urgent(check, s.budget.add_turn(summary))
+    if s.accounts is not None and settled:
+        check = most_urgent(check, await s.accounts.check())
+    if check is None or s.paused:
+        return None
+    if check.exhausted:
+        s.paused = True
+        with contextlib.suppress(SessionError):
+            await direct.store.pause_for_budget(s.session_id, s.user_id, check.name)
+        s.trace.budget(True, **check.to_json())
+        return {"type": "session_paused", "reason": "budget_exhausted", "budget": check.to_json()}
+    s.trace.budget(False, **check.to_json())
+    return {"type": "budget_warning", "budget": check.to_json()}
 
 
 @router.post(

@@ -10,10 +10,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
-from voicetrace.service.api.deps import CurrentUser, Store, notify_session_changed
+from voicetrace.service.api.deps import (
+    CurrentUser,
+    Store,
+    ensure_daily_budget,
+    notify_session_changed,
+)
 from voicetrace.service.api.errors import CONFLICT, NOT_FOUND, TOO_MANY, UNAUTHORIZED
 from voicetrace.service.sessions.schemas import (
-    Budgets,
     LiveSession,
     LiveSessionList,
     SessionCreate,
@@ -21,7 +25,6 @@ from voicetrace.service.sessions.schemas import (
 )
 from voicetrace.service.sessions.state import SessionState
 from voicetrace.service.sessions.store import MAX_LIST_LIMIT
-from voicetrace.service.voice.budget_policy import BudgetPolicy
 
 ENDED_BY_USER = "ended_by_user"
 PAUSED_BY_USER = "paused_by_user"
@@ -67,7 +70,7 @@ def build_router() -> APIRouter:
     async def create_session(
         body: SessionCreate, user: CurrentUser, store: Store, response: Response, request: Request
     ) -> LiveSession:
-        await _daily_budget_available(request, user, body.budgets)  # 409 when used up
+        await ensure_daily_budget(request, user, body.budgets)  # 409 when used up
         session = await store.create(user, body)
         response.headers["Location"] = f"/live-sessions/{session.id}"
         return session
@@ -123,7 +126,7 @@ def build_router() -> APIRouter:
         session_id: SessionId, user: CurrentUser, store: Store, request: Request
     ) -> LiveSession:
         current = await store.get(session_id, user)
-        await _daily_budget_available(request, user, current.budgets)  # 409 when used up
+        await ensure_daily_budget(request, user, current.budgets)  # 409 when used up
         await store.clear_daily_budget_flag(session_id, user)  # the day's budget has room
         session = await store.transition(
             session_id,
@@ -178,12 +181,3 @@ def build_router() -> APIRouter:
 
 
 router = build_router()
-
-
-async def _daily_budget_available(request: Request, user: str, budgets: Budgets | None) -> None:
-    """The user's daily budgets (usage ledger) must not be used up; raises `BudgetExhausted`,
-    which the app maps to 409 naming the budget. Without a ledger (the router used on its own)
-    there is nothing to check."""
-    policy: BudgetPolicy | None = getattr(request.app.state, "budgets", None)
-    if policy is not None:
-        await policy.ensure_available(user, budgets)
