@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from google import genai
 from google.genai import types
+from google.genai.errors import ExperimentalWarning
 from voicetrace.service.voice.gemini import live_base_url, live_connect_config
 from voicetrace.service.voice.gemini_events import function_declaration
 from voicetrace.service.voice.live_model import LiveModelConfig
@@ -45,20 +47,32 @@ async def mint_ephemeral_token(
     )
     now = dt.datetime.now(dt.UTC)
     expires = now + ttl
-    token = await client.aio.auth_tokens.create(
+    with warnings.catch_warnings():  # the SDK marks token creation experimental on every call
+        warnings.simplefilter("ignore", category=ExperimentalWarning)
+        token = await _create_token(client, config.model, locked, expires, now, new_session_ttl)
+    if not token.name:
+        raise RuntimeError("Gemini returned an auth token without a name")
+    return EphemeralToken(token.name, expires)
+
+
+async def _create_token(
+    client: genai.Client,
+    model: str,
+    locked: types.LiveConnectConfig,
+    expires: dt.datetime,
+    now: dt.datetime,
+    new_session_ttl: dt.timedelta,
+) -> types.AuthToken:
+    token: types.AuthToken = await client.aio.auth_tokens.create(
         config=types.CreateAuthTokenConfig(
             uses=1,
             expire_time=expires,
             new_session_expire_time=now + new_session_ttl,
-            live_connect_constraints=types.LiveConnectConstraints(
-                model=config.model, config=locked
-            ),
+            live_connect_constraints=types.LiveConnectConstraints(model=model, config=locked),
             lock_additional_fields=[],  # every field set above is locked
         )
     )
-    if not token.name:
-        raise RuntimeError("Gemini returned an auth token without a name")
-    return EphemeralToken(token.name, expires)
+    return token
 
 
 def constrained_ws_url() -> str:
