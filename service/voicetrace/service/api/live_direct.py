@@ -59,7 +59,7 @@ from voicetrace.service.api.live_direct_schemas import (
 )
 from voicetrace.service.sessions.errors import InvalidTransition, NotFound, SessionError
 from voicetrace.service.sessions.schemas import SessionCreate
-from voicetrace.service.sessions.state import SessionState
+from voicetrace.service.sessions.state import SessionState, StateReason
 from voicetrace.service.sessions.store import SessionStore
 from voicetrace.service.settings import Settings
 from voicetrace.service.voice.budget import BudgetTracker, most_urgent
@@ -291,7 +291,9 @@ async def create_token(
             detail={"code": "token_unavailable", "message": "could not mint a Gemini token"},
         ) from None
     session = await store.create(user, body)
-    session = await store.transition(session.id, user, SessionState.LIVE, reason="direct_token")
+    session = await store.transition(
+        session.id, user, SessionState.LIVE, reason=StateReason.DIRECT_TOKEN
+    )
     settings = direct.settings
     host, port = live_endpoint()
     policy: BudgetPolicy | None = getattr(request.app.state, "budgets", None)

@@ -23,12 +23,12 @@ from voicetrace.service.sessions.schemas import (
     SessionCreate,
     SessionUpdate,
 )
-from voicetrace.service.sessions.state import SessionState
+from voicetrace.service.sessions.state import SessionState, StateReason
 from voicetrace.service.sessions.store import MAX_LIST_LIMIT
 
 ENDED_BY_USER = "ended_by_user"
-PAUSED_BY_USER = "paused_by_user"
-RESUMED_BY_USER = "resumed_by_user"
+PAUSED_BY_USER = StateReason.PAUSED_BY_USER
+RESUMED_BY_USER = StateReason.RESUMED_BY_USER
 
 
 def _refuse_user_id_query(request: Request) -> None:

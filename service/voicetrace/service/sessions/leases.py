@@ -25,7 +25,7 @@ from voicetrace.service.sessions.db import Database
 from voicetrace.service.sessions.models import live_sessions as t
 from voicetrace.service.sessions.policy import SessionPolicy
 from voicetrace.service.sessions.rows import BRIDGED, lease_lost
-from voicetrace.service.sessions.state import OPEN_STATES, SessionState
+from voicetrace.service.sessions.state import OPEN_STATES, SessionState, StateReason
 from voicetrace.service.sessions.turns import summary_from_turns
 from voicetrace.telemetry import EndReason, SessionSummary
 from voicetrace.telemetry.recovery import RootContext
@@ -48,9 +48,9 @@ class Leased(Protocol):
 log = logging.getLogger(__name__)
 
 S = SessionState
-RECOVERED_REASON = "recovered_after_restart"  # this instance id served it before a restart
-OWNER_LOST_REASON = "owner_lease_expired"  # another instance served it and stopped renewing
-CONNECT_TIMEOUT_REASON = "connect_timeout"
+RECOVERED_REASON = StateReason.RECOVERED
+OWNER_LOST_REASON = StateReason.OWNER_LOST
+CONNECT_TIMEOUT_REASON = StateReason.CONNECT_TIMEOUT
 _OPEN = tuple(sorted(state.value for state in OPEN_STATES))
 
 

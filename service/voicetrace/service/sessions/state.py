@@ -20,6 +20,19 @@ class SessionState(StrEnum):
     ENDED = "ENDED"
 
 
+class StateReason(StrEnum):
+    """Why a session's last transition happened (`state_reason`; the end ones also become its
+    `end_reason`). Defined once; a session's end reason may also be a telemetry `EndReason`."""
+
+    PAUSED_BY_USER = "paused_by_user"
+    RESUMED_BY_USER = "resumed_by_user"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    DIRECT_TOKEN = "direct_token"  # a client-direct session went LIVE when its token was minted
+    RECOVERED = "recovered_after_restart"  # this instance id served it before a restart
+    OWNER_LOST = "owner_lease_expired"  # another instance served it and stopped renewing
+    CONNECT_TIMEOUT = "connect_timeout"  # nobody connected to it in time
+
+
 S = SessionState
 
 TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {

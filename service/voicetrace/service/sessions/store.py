@@ -60,7 +60,7 @@ from voicetrace.service.sessions.schemas import (
     SessionCreate,
     SessionUpdate,
 )
-from voicetrace.service.sessions.state import SessionState, sources_of
+from voicetrace.service.sessions.state import SessionState, StateReason, sources_of
 from voicetrace.telemetry import SessionSummary, TurnSummary
 from voicetrace.telemetry.recovery import RootContext
 
@@ -68,7 +68,7 @@ S = SessionState
 MAX_LIST_LIMIT = 100
 RECOVERED_REASON = leases.RECOVERED_REASON
 CONNECT_TIMEOUT_REASON = leases.CONNECT_TIMEOUT_REASON
-BUDGET_REASON = "budget_exhausted"
+BUDGET_REASON = StateReason.BUDGET_EXHAUSTED
 # A failed transition re-reads the state; if a racing call has just made it valid, try again.
 _TRANSITION_ATTEMPTS = 3
 

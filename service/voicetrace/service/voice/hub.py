@@ -10,9 +10,9 @@ import asyncio
 from typing import Protocol
 
 from voicetrace.service.sessions.schemas import Budgets, LiveSession
-from voicetrace.service.sessions.state import SessionState
+from voicetrace.service.sessions.state import SessionState, StateReason
 
-BUDGET_EXHAUSTED = "budget_exhausted"
+BUDGET_EXHAUSTED = StateReason.BUDGET_EXHAUSTED
 
 
 class LiveBridge(Protocol):
@@ -60,7 +60,10 @@ class VoiceHub:
             bridge.stop(session.end_reason or "ended_by_user")
         elif session.state == SessionState.PAUSED and session.state_reason != BUDGET_EXHAUSTED:
             bridge.set_paused(True, session.state_reason or "paused_by_user")
-        elif session.state == SessionState.LIVE and session.state_reason == "resumed_by_user":
+        elif (
+            session.state == SessionState.LIVE
+            and session.state_reason == StateReason.RESUMED_BY_USER
+        ):
             bridge.set_paused(False, session.state_reason)
 
     async def drain(self, reason: str, timeout_s: float) -> None:
