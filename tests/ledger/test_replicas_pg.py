@@ -194,15 +194,18 @@ async def test_two_replicas_share_one_users_daily_budget(pg_database: str, tmp_p
                 assert paused["budget"]["budget"] == "daily_usd"
                 await client.send("end")
                 await client.wait_for("session_ended", timeout=20)
-            # 3. And a new session of the exhausted user is refused on either replica.
-            for replica in (a, b):
-                sid = await replica.create(token)
-                async with VoiceClient.connect(replica.ws(sid), token) as client:
-                    error = await client.wait_for("error", timeout=15)
-                    code = await client.wait_closed(15)
-                assert error["code"] == "budget_exhausted"
-                assert "daily_usd" in error["message"]
-                assert code == 1008
+            # 3. And a new session of the exhausted user is refused on either replica (409,
+            # naming the budget, before anything is created).
+            async with httpx.AsyncClient() as http:
+                for replica in (a, b):
+                    refused = await http.post(
+                        f"{replica.base}/live-sessions",
+                        json={"mode": "test"},
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    assert refused.status_code == 409, refused.text
+                    assert refused.json()["detail"]["code"] == "budget_exhausted"
+                    assert "daily_usd" in refused.text
         finally:
             a.stop()
             b.stop()
