@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -102,17 +103,21 @@ async def test_a_cancelled_caller_never_half_applies_a_transition(store: Session
 
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_on_every_connection(
-    database: Database,
+    tmp_path: Path,
 ) -> None:
-    if not database.is_sqlite:
-        pytest.skip("SQLite only")
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}")  # SQLite only, always
+    await database.create_schema()
 
     async def pragmas(conn: AsyncConnection) -> tuple[str, int]:
         mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
         timeout = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
         return str(mode), int(timeout)
 
-    assert await database.read(pragmas) == ("wal", SQLITE_BUSY_TIMEOUT_MS)
+    try:
+        assert database.is_sqlite
+        assert await database.read(pragmas) == ("wal", SQLITE_BUSY_TIMEOUT_MS)
+    finally:
+        await database.dispose()
     assert await database.write(pragmas) == ("wal", SQLITE_BUSY_TIMEOUT_MS)
 
 
