@@ -47,7 +47,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.otlp_receiver import ReceivedSpan, any_value
+from tests.otlp_receiver import ReceivedSpan, decode_spans
 
 OTEL_PATH = "/api/public/otel/v1/traces"
 SCORES_PATH = "/api/public/scores"
@@ -234,7 +234,7 @@ class LangfuseServer:
             self._violation("traces: body is not an ExportTraceServiceRequest")
             self._reply(h, request, 400, {"error": "Failed to parse OTel Protobuf Trace"})
             return
-        spans = _decode(parsed)
+        spans = decode_spans(parsed)
         if not spans:
             self._violation("traces: an export request without spans")
         with self._cond:
@@ -484,27 +484,3 @@ def _score_problem(score: Any) -> str | None:
         if not _HEX16.fullmatch(str(obs)):
             return "observationId must be 16 lower-case hex characters (an OTel span id)"
     return None
-
-
-def _decode(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
-    return [
-        ReceivedSpan(
-            name=span.name,
-            trace_id=span.trace_id.hex(),
-            span_id=span.span_id.hex(),
-            parent_span_id=span.parent_span_id.hex(),
-            kind=span.kind,
-            start_ns=span.start_time_unix_nano,
-            end_ns=span.end_time_unix_nano,
-            attributes={kv.key: any_value(kv.value) for kv in span.attributes},
-            resource={kv.key: any_value(kv.value) for kv in rs.resource.attributes},
-            status_code=span.status.code,
-            status_message=span.status.message,
-            events=[
-                (e.name, {kv.key: any_value(kv.value) for kv in e.attributes}) for e in span.events
-            ],
-        )
-        for rs in request.resource_spans
-        for ss in rs.scope_spans
-        for span in ss.spans
-    ]

@@ -155,28 +155,7 @@ class OtlpReceiver:
             raw = zlib.decompress(body)
         request = ExportTraceServiceRequest()
         request.ParseFromString(raw)
-        spans = [
-            ReceivedSpan(
-                name=span.name,
-                trace_id=span.trace_id.hex(),
-                span_id=span.span_id.hex(),
-                parent_span_id=span.parent_span_id.hex(),
-                kind=span.kind,
-                start_ns=span.start_time_unix_nano,
-                end_ns=span.end_time_unix_nano,
-                attributes={kv.key: any_value(kv.value) for kv in span.attributes},
-                resource={kv.key: any_value(kv.value) for kv in rs.resource.attributes},
-                status_code=span.status.code,
-                status_message=span.status.message,
-                events=[
-                    (e.name, {kv.key: any_value(kv.value) for kv in e.attributes})
-                    for e in span.events
-                ],
-            )
-            for rs in request.resource_spans
-            for ss in rs.scope_spans
-            for span in ss.spans
-        ]
+        spans = decode_spans(request)
         headers = {key.lower(): value for key, value in h.headers.items()}
         with self._cond:
             self.requests.append(ReceivedRequest(h.path, headers, len(body), spans))
@@ -221,3 +200,28 @@ class OtlpReceiver:
                     break
                 self._cond.wait(left)
             return self.hits
+
+
+def decode_spans(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
+    """Every span of an OTLP export request, decoded as a backend would see it."""
+    return [
+        ReceivedSpan(
+            name=span.name,
+            trace_id=span.trace_id.hex(),
+            span_id=span.span_id.hex(),
+            parent_span_id=span.parent_span_id.hex(),
+            kind=span.kind,
+            start_ns=span.start_time_unix_nano,
+            end_ns=span.end_time_unix_nano,
+            attributes={kv.key: any_value(kv.value) for kv in span.attributes},
+            resource={kv.key: any_value(kv.value) for kv in rs.resource.attributes},
+            status_code=span.status.code,
+            status_message=span.status.message,
+            events=[
+                (e.name, {kv.key: any_value(kv.value) for kv in e.attributes}) for e in span.events
+            ],
+        )
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]

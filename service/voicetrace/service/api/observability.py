@@ -28,22 +28,13 @@ from voicetrace.service.api.errors import UNAUTHORIZED
 from voicetrace.service.api.principal import Caller
 from voicetrace.service.ledger.entry import Usage
 from voicetrace.service.ledger.store import CostRow, GroupBy
+from voicetrace.service.ledger.tables import TOKEN_COLUMNS
 from voicetrace.service.voice.budget_policy import BudgetPolicy
 
 router = APIRouter(prefix="/api/observability", tags=["observability"])
 
 _DB_PROBE_TIMEOUT_S = 2.0
-_CSV_TOKEN_FIELDS = (
-    "input_text",
-    "input_audio",
-    "input_image",
-    "output_text",
-    "output_audio",
-    "output_image",
-    "output_reasoning",
-    "camera_tokens",
-    "screen_tokens",
-)
+_CSV_TOKEN_FIELDS = TOKEN_COLUMNS  # the ledger's token columns, in its order
 
 
 class CostTotals(BaseModel):
