@@ -672,7 +672,7 @@ def to_langfuse() -> Iterator[Callable[..., tuple[LangfuseServer, Any]]]:
             lf = stack.enter_context(LangfuseServer("pk-lf-e2e", "sk-lf-e2e"))
             if hang_scores_s:
                 lf.hang[SCORES_PATH] = hang_scores_s
-            env = {"OTEL_TRACES_EXPORTER": "none", **lf.env()}
+            env = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", **lf.env()}
             if capture:
                 env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
             tel = configure_telemetry(

@@ -37,6 +37,7 @@ def wire() -> list[ReceivedSpan]:
         tel = configure_telemetry(
             env={
                 "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": rx.traces_url,
             },
             pricing=PriceTable.load(None),
