@@ -16,8 +16,8 @@ from voicetrace.service.voice.tools import ToolRegistry
 
 def _serve(args: argparse.Namespace) -> int:
     from voicetrace.service.app import create_app
-    from voicetrace.telemetry.targets import plan_exports
     from voicetrace.service.server import VoiceServer, uvicorn_config
+    from voicetrace.telemetry.targets import plan_exports
 
     overrides = {
         k: v
