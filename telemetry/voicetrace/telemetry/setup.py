@@ -59,7 +59,16 @@ from voicetrace.telemetry.targets import (
     plan_exports,
 )
 
-__all__ = ["TelemetryConfigError", "configure_providers", "configure_telemetry"]
+__all__ = [
+    "MEDIA_ENV",
+    "TelemetryConfigError",  # defined in targets, where the variables are read
+    "TelemetryProviders",
+    "configure_providers",
+    "configure_telemetry",
+    "langfuse_exporter",
+    "prometheus_reader",
+    "sampler_from_env",
+]
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 Signal = Literal["traces", "metrics"]
 OtlpProtocol = Literal["http/protobuf", "grpc"]
-GRPC_EXPORTER_MODULE: Final = "opentelemetry.exporter.otlp.proto.grpc"
+GRPC_EXPORTER_MODULE: Final = "opentelemetry.exporter.otlp.proto.grpc.exporter"  # imports grpcio
 HTTP_DEFAULT: Final = "http://localhost:4318"
 GRPC_DEFAULT: Final = "http://localhost:4317"
 
