@@ -139,7 +139,9 @@ def test_grpc_asked_for_without_its_exporter_package_says_which_extra_to_install
 ) -> None:
     # What a telemetry-only install sees: the module cannot be imported (None in sys.modules
     # makes `import` raise ImportError, as when the package is absent).
-    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc", None)
+    package = "opentelemetry.exporter.otlp.proto.grpc"
+    for name in [package, *(m for m in sys.modules if m.startswith(package + "."))]:
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(TelemetryConfigError, match=r"voicetrace-telemetry\[grpc\]"):
         plan_exports({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     # …and http/protobuf still works without it.
