@@ -1,7 +1,8 @@
-"""OTLP over gRPC, end to end: the service and the demo, configured by the standard variables
-alone, export to a real gRPC receiver (grpcio + opentelemetry-proto's servicers), which decodes
-the same spans and metrics the HTTP path delivers; a protocol that cannot be honoured is a
-message at startup."""
+"""The standard exporter variables, end to end: the service and the demo, configured by them
+alone, export over gRPC to a real receiver (grpcio + opentelemetry-proto's servicers), which
+decodes the same spans and metrics the HTTP path delivers; offline, the demo exports nothing and
+says so without a single export error; a protocol that cannot be honoured is a message at
+startup."""
 
 from __future__ import annotations
 
@@ -84,6 +85,22 @@ def test_the_demo_exports_over_grpc_where_its_line_says(tmp_path: Path) -> None:
         assert len(spans) == printed  # every span of the tree reached the receiver
         assert {"voice_session", "execute_tool search_nearby"} <= {s.name for s in spans}
         assert "voice.turns" in {m.name for m in rx.wait_for_metrics("voice.turns")}
+
+
+@pytest.mark.timeout(120)
+def test_the_demo_offline_exports_nothing_and_logs_no_export_error(tmp_path: Path) -> None:
+    # No OTEL_* at all: the spec's defaults would be OTLP to localhost:4318 for both signals.
+    done = subprocess.run(
+        [sys.executable, "-m", "voicetrace.service.cli", "demo", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "exported to: in-memory (this tree); traces → none; metrics → none" in done.stdout
+    assert "4318" not in done.stdout + done.stderr and "export" not in done.stderr.lower()
 
 
 @pytest.mark.parametrize(
