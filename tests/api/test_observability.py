@@ -119,7 +119,8 @@ async def test_costs_filter_by_day_range(start_service) -> None:
     [
         ({"group_by": "user,planet"}, 422, "invalid_group_by"),
         ({"from": "2026-12-02", "to": "2026-12-01"}, 422, "invalid_range"),
-        ({"source": "langfuse"}, 501, "not_implemented"),
+        ({"source": "langfuse"}, 409, "langfuse_not_configured"),
+        ({"source": "langfuse", "group_by": "user"}, 422, "unsupported_group_by"),
     ],
 )
 async def test_bad_cost_queries_get_clear_errors(start_service, params, status, code) -> None:
