@@ -8,7 +8,6 @@ package: the ledger and Langfuse are compared on what was really exported.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -21,6 +20,7 @@ from voicetrace.service.client import VoiceClient
 from voicetrace.telemetry import PriceTable
 from voicetrace.telemetry.setup import configure_telemetry
 
+from tests.collector_health import closed_port
 from tests.conftest import JWT_SECRET
 from tests.langfuse_metrics import METRICS_V2_PATH
 from tests.langfuse_server import HEALTH_PATH, PROJECTS_PATH, LangfuseServer
@@ -29,12 +29,6 @@ COSTS = "/api/observability/costs"
 RECONCILE = "/api/observability/costs/reconcile"
 HEALTH = "/api/observability/health"
 ADMIN = {"Authorization": f"Bearer {mint_token('ops', JWT_SECRET, roles=['admin'])}"}
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -107,10 +101,11 @@ async def settled(svc: Any, tel: Any, lf: LangfuseServer, chats: int) -> None:
     raise AssertionError(f"{len(chat_spans(lf))} chat spans in Langfuse, expected {chats}")
 
 
+@pytest.mark.parametrize(("zone", "granularity"), [("UTC", "day"), ("Europe/Paris", "hour")])
 async def test_langfuse_costs_equal_the_ledger_and_reconcile_to_zero_after_real_sessions(
-    start_service, langfuse, exporting
+    start_service, langfuse, exporting, zone, granularity
 ) -> None:
-    svc = await start_service(telemetry=exporting, **reads(langfuse))
+    svc = await start_service(telemetry=exporting, budget_timezone=zone, **reads(langfuse))
     await talk(svc, "alice", 2)
     await talk(svc, "bob", 1)
     await settled(svc, exporting, langfuse, chats=3)
@@ -130,8 +125,13 @@ async def test_langfuse_costs_equal_the_ledger_and_reconcile_to_zero_after_real_
     assert group["output_tokens"] == mine["output_tokens"]
     assert Decimal(group["cost_usd_decimal"]) == Decimal(mine["cost_usd_decimal"]) > 0
     # The user's own costs only: Langfuse was asked with a userId filter.
-    asked = langfuse.metric_queries[-1]["filters"]
-    assert {"column": "userId", "operator": "=", "value": "alice", "type": "string"} in asked
+    asked = langfuse.metric_queries[-1]
+    assert {"column": "userId", "operator": "=", "value": "alice", "type": "string"} in asked[
+        "filters"
+    ]
+    # Langfuse buckets days in UTC: another zone's days are summed from its hours.
+    assert asked["timeDimension"] == {"granularity": granularity}
+    assert theirs["timezone"] == zone
 
     everyone = (await svc.http.get(COSTS, params={"source": "langfuse"}, headers=ADMIN)).json()
     assert everyone["scope"] == "all" and everyone["total"]["generations"] == 3
