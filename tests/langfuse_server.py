@@ -97,6 +97,8 @@ class LangfuseServer:
     script: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     hang: dict[str, float] = field(default_factory=dict)
     metric_queries: list[dict[str, Any]] = field(default_factory=list)  # as validated
+    # Self-hosted Langfuse without LANGFUSE_ENABLE_EVENTS_TABLE_V2_APIS=true: the v2 routes 404.
+    v2_apis: bool = True
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -263,6 +265,10 @@ class LangfuseServer:
         self._send(h, 200, payload, "application/x-protobuf")
 
     def _metrics(self, h: BaseHTTPRequestHandler, request: LangfuseRequest, qs: str) -> None:
+        if not self.v2_apis:  # web/src/pages/api/public/v2/metrics.ts
+            message = "v2 APIs are currently in beta and only available on Langfuse Cloud"
+            self._reply(h, request, 404, {"message": message, "error": "LangfuseNotFoundError"})
+            return
         params = urllib.parse.parse_qs(qs, keep_blank_values=True)
         try:
             if len(params.get("query", [])) != 1:

@@ -235,3 +235,16 @@ async def test_health_reuses_its_langfuse_checks_for_the_cache_period(
         assert (await svc.http.get(HEALTH)).json()["langfuse"]["ok"] is True
     assert len(langfuse.of(HEALTH_PATH)) == 1 and len(langfuse.of(PROJECTS_PATH)) == 1
     assert langfuse.violations == []
+
+
+async def test_a_langfuse_without_the_v2_apis_is_a_502_that_says_how_to_turn_them_on(
+    start_service, langfuse
+) -> None:
+    langfuse.v2_apis = False
+    svc = await start_service(**reads(langfuse))
+    r = await svc.http.get(RECONCILE, headers=ADMIN)
+    assert r.status_code == 502
+    detail = r.json()["detail"]
+    assert detail["code"] == "langfuse_error"
+    assert "HTTP 404" in detail["message"]
+    assert "LANGFUSE_ENABLE_EVENTS_TABLE_V2_APIS" in detail["message"]

@@ -216,8 +216,15 @@ async def test_the_endpoints_are_documented_with_examples(start_service) -> None
     costs = spec["paths"]["/api/observability/costs"]["get"]
     assert "example" in costs["responses"]["200"]["content"]["application/json"]
     assert "text/csv" in costs["responses"]["200"]["content"]
+    assert {"409", "502", "504"} <= costs["responses"].keys()
     health = spec["paths"]["/api/observability/health"]["get"]
     assert "503" in health["responses"]
+    example = health["responses"]["200"]["content"]["application/json"]["example"]
+    assert {"langfuse", "collector"} <= example.keys()
+    reconcile = spec["paths"]["/api/observability/costs/reconcile"]["get"]
+    rows = reconcile["responses"]["200"]["content"]["application/json"]["example"]["rows"]
+    assert {"ledger_usd", "langfuse_usd", "difference_usd"} <= rows[0].keys()
+    assert {"409", "502", "504"} <= reconcile["responses"].keys()
     assert "put" in spec["paths"]["/api/budgets/users/{user_id}"]
 
 

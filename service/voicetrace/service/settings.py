@@ -119,13 +119,22 @@ class Settings(BaseSettings):
     langfuse_scores: bool = True
     langfuse_media: bool = True
     # Langfuse's public API, read by `/api/observability/costs?source=langfuse`, `/costs/reconcile`
-    # and `/api/observability/health`: the same standard variables the direct export reads.
-    langfuse_public_key: str | None = Field(default=None, validation_alias="LANGFUSE_PUBLIC_KEY")
+    # and `/api/observability/health`: the standard variables the direct export reads, or the
+    # VOICETRACE_-prefixed ones to read Langfuse without exporting to it directly (spans going
+    # through a collector instead, as in docker-compose.yml).
+    langfuse_public_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VOICETRACE_LANGFUSE_PUBLIC_KEY", "LANGFUSE_PUBLIC_KEY"),
+    )
     langfuse_secret_key: SecretStr | None = Field(
-        default=None, validation_alias="LANGFUSE_SECRET_KEY"
+        default=None,
+        validation_alias=AliasChoices("VOICETRACE_LANGFUSE_SECRET_KEY", "LANGFUSE_SECRET_KEY"),
     )
     langfuse_host: str | None = Field(
-        default=None, validation_alias=AliasChoices("LANGFUSE_HOST", "LANGFUSE_BASE_URL")
+        default=None,
+        validation_alias=AliasChoices(
+            "VOICETRACE_LANGFUSE_HOST", "LANGFUSE_HOST", "LANGFUSE_BASE_URL"
+        ),
     )
     langfuse_query_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Health probes (Langfuse health + auth, the collector): each bounded by this timeout, their

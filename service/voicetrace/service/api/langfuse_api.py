@@ -261,7 +261,14 @@ def _api_error(exc: Exception, what: str) -> LangfuseError:
             f"Langfuse {what}: query rejected (HTTP 400): {str(said)[:_MESSAGE_CHARS]}",
         )
     if status is not None:
-        hint = " (Metrics API v2 needs Langfuse v4 or Cloud)" if status == 404 else ""
+        # Self-hosted Langfuse serves the v2 APIs only with LANGFUSE_ENABLE_EVENTS_TABLE_V2_APIS
+        # (web/src/pages/api/public/v2/metrics.ts); otherwise a 404.
+        hint = (
+            " (Metrics API v2: Langfuse Cloud, or v4+ with "
+            "LANGFUSE_ENABLE_EVENTS_TABLE_V2_APIS=true)"
+            if status == 404
+            else ""
+        )
         return LangfuseError(502, "langfuse_error", f"Langfuse {what}: HTTP {status}{hint}")
     return LangfuseError(
         502, "langfuse_bad_response", f"Langfuse {what}: unexpected answer ({type(exc).__name__})"
