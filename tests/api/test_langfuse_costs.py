@@ -8,6 +8,7 @@ package: the ledger and Langfuse are compared on what was really exported.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -248,3 +249,14 @@ async def test_a_langfuse_without_the_v2_apis_is_a_502_that_says_how_to_turn_the
     assert detail["code"] == "langfuse_error"
     assert "HTTP 404" in detail["message"]
     assert "LANGFUSE_ENABLE_EVENTS_TABLE_V2_APIS" in detail["message"]
+
+
+async def test_without_the_langfuse_package_the_routes_are_501_and_health_says_why(
+    start_service, langfuse, monkeypatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "langfuse.api", None)  # `import` now fails as if absent
+    svc = await start_service(**reads(langfuse))
+    r = await svc.http.get(COSTS, params={"source": "langfuse"}, headers=ADMIN)
+    assert r.status_code == 501 and r.json()["detail"]["code"] == "langfuse_not_installed"
+    body = (await svc.http.get(HEALTH)).json()
+    assert "langfuse health: install voicetrace[langfuse] to read Langfuse" in body["degraded"]
