@@ -12,8 +12,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from voicetrace.service.api.auth import mint_token
@@ -25,6 +27,7 @@ from tests.collector_health import closed_port
 from tests.conftest import JWT_SECRET
 from tests.langfuse_metrics import METRICS_V2_PATH
 from tests.langfuse_server import HEALTH_PATH, PROJECTS_PATH, LangfuseServer
+from tests.otlp_receiver import ReceivedSpan
 
 COSTS = "/api/observability/costs"
 RECONCILE = "/api/observability/costs/reconcile"
@@ -260,3 +263,51 @@ async def test_without_the_langfuse_package_the_routes_are_501_and_health_says_w
     assert r.status_code == 501 and r.json()["detail"]["code"] == "langfuse_not_installed"
     body = (await svc.http.get(HEALTH)).json()
     assert "langfuse health: install voicetrace[langfuse] to read Langfuse" in body["degraded"]
+
+
+async def test_a_range_over_langfuses_row_limit_is_fetched_in_halves_and_sums_up(
+    start_service, langfuse
+) -> None:
+    """Paris days are summed from Langfuse's hours: 42 days of hourly generations are 1008
+    rows, over Langfuse's 1000-row maximum; the service splits the range instead of
+    returning a short sum."""
+    zone = ZoneInfo("Europe/Paris")
+    first = datetime(2026, 10, 1, tzinfo=zone)
+    hours = 42 * 24
+    for i in range(hours):
+        start = (first + timedelta(hours=i, minutes=1)).astimezone(UTC)
+        ns = int(start.timestamp() * 1e9)
+        langfuse.spans.append(
+            ReceivedSpan(
+                name="chat gemini-x",
+                trace_id=f"{i:032x}",
+                span_id=f"{i:016x}",
+                parent_span_id="",
+                kind=3,
+                start_ns=ns,
+                end_ns=ns + 1_000_000,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "langfuse.observation.type": "generation",
+                    "gen_ai.request.model": "gemini-x",
+                    "langfuse.observation.cost_details": '{"total": 0.001}',
+                    "langfuse.observation.usage_details": '{"input_text_tokens": 7, "total": 7}',
+                    "user.id": "zoe",
+                    "langfuse.environment": "development",
+                },
+                resource={},
+                status_code=0,
+                status_message="",
+            )
+        )
+    svc = await start_service(budget_timezone="Europe/Paris", **reads(langfuse))
+    params = {"source": "langfuse", "group_by": "day", "from": "2026-10-01", "to": "2026-11-11"}
+    r = await svc.http.get(COSTS, params=params, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"]["generations"] == hours
+    assert body["total"]["input_tokens"] == 7 * hours
+    assert Decimal(body["total"]["cost_usd_decimal"]) == Decimal("0.001") * hours
+    days = {g["day"]: g["generations"] for g in body["groups"]}
+    assert len(days) == 42 and days["2026-10-25"] == 24  # the DST day still has its own hours
+    assert len(langfuse.metric_queries) > 1  # split, every part under the limit

@@ -116,6 +116,15 @@ class Window:
     def day_of(self, bucket: datetime) -> date:
         return bucket.astimezone(self.zone).date()
 
+    def halves(self) -> tuple[Window, Window] | None:
+        days = (self.end - self.start).days
+        if days < 1:
+            return None
+        middle = self.start + timedelta(days=days // 2)
+        return Window(self.start, middle, self.zone), Window(
+            middle + timedelta(days=1), self.end, self.zone
+        )
+
 
 def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
@@ -158,7 +167,7 @@ def parse_costs(rows: list[dict[str, Any]]) -> list[LangfuseCost]:
         raise LangfuseError(
             502,
             "langfuse_truncated",
-            f"Langfuse returned its maximum of {ROW_LIMIT} rows: ask for fewer days",
+            f"Langfuse returned its maximum of {ROW_LIMIT} rows for one day",
         )
     out = []
     try:
@@ -284,7 +293,18 @@ async def fetch_costs(
         response = await api.metrics.metrics(query=query, request_options=options)
         return list(response.data)
 
-    return parse_costs(await _call(target, timeout_s, "metrics", op))
+    try:
+        return parse_costs(await _call(target, timeout_s, "metrics", op))
+    except LangfuseError as exc:
+        halves = window.halves()
+        if exc.code != "langfuse_truncated" or halves is None:
+            raise
+    # More rows than Langfuse returns at once (hours × models over many days): each half
+    # separately, concurrently, down to single days.
+    first, second = await asyncio.gather(
+        *(fetch_costs(target, half, user_id, timeout_s) for half in halves)
+    )
+    return first + second
 
 
 @dataclass(frozen=True)
