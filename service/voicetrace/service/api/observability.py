@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -111,14 +110,8 @@ def _totals(u: Usage) -> dict[str, Any]:
         "audio_in_s": u.audio_in_us / 1e6,
         "audio_out_s": u.audio_out_us / 1e6,
         "cost_usd": float(cost),
-        "cost_usd_decimal": _plain(cost),
+        "cost_usd_decimal": lf.plain(cost),
     }
-
-
-def _plain(d: Decimal) -> str:
-    """Fixed-point text (never `1E-9`), trailing zeros trimmed."""
-    s = format(d, "f")
-    return s.rstrip("0").rstrip(".") if "." in s else s
 
 
 def _parse_group_by(raw: str) -> list[GroupBy]:
@@ -165,7 +158,7 @@ def _csv(groups: list[GroupBy], rows: list[CostRow]) -> str:
                 *(getattr(u, f) for f in _CSV_TOKEN_FIELDS),
                 u.audio_in_us / 1e6,
                 u.audio_out_us / 1e6,
-                _plain(u.cost_usd),
+                lf.plain(u.cost_usd),
             ]
         )
     return buf.getvalue()
@@ -217,7 +210,10 @@ async def costs(
     ] = "",
     start: Annotated[date | None, Query(alias="from", description="First day.")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day.")] = None,
-    source: Annotated[Literal["ledger", "langfuse"], Query()] = "ledger",
+    source: Annotated[
+        Literal["ledger", "langfuse"],
+        Query(description="`langfuse`: Langfuse's Metrics API v2 (day/model groups only)."),
+    ] = "ledger",
     format: Annotated[Literal["json", "csv"] | None, Query()] = None,
     user: Annotated[
         str | None, Query(max_length=255, description="Admin only: one user's costs.")
