@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.emitter import Emitter
+from voicetrace.telemetry.estimates import text_tokens
 from voicetrace.telemetry.health import TelemetryHealth
 from voicetrace.telemetry.media import AudioCapture
 from voicetrace.telemetry.outbox import TurnOutbox
@@ -105,6 +106,9 @@ class SessionTrace:
             info.model,
             int(usage_wait_s * 1e9),
             self._settled.append,
+            # The context a first turn without usage carries: the system prompt (tool
+            # declarations are not known here); every reported usage corrects it.
+            context_tokens=text_tokens(info.system_prompt or ""),
         )
         self._book = TurnBook(self._out)
         self._content = content  # False: text is never kept, so nothing is redacted either
@@ -210,6 +214,7 @@ class SessionTrace:
         now = at_ns or time.time_ns()
         t = self._book.user_turn(now, "user_text")
         t.user_end_ns = now
+        t.text_in_tokens += text_tokens(text)
         if self._content:
             t.user_text.append(text if not t.user_text else " " + text)
 
@@ -260,6 +265,7 @@ class SessionTrace:
         t = book.cut or book.turn or book.open(now, "model")
         if not thought:
             t.mark_output(now, audible=True)
+            t.text_out_tokens += text_tokens(text)
         if self._content:
             (t.thoughts if thought else t.output_text).append(text)
 
@@ -344,8 +350,11 @@ class SessionTrace:
         if not isinstance(u, UsageSnapshot):
             raise TypeError("usage() takes a UsageSnapshot")
         t = self._book.usage_target()
-        if t is None or t.chat_emitted:  # none, or its generation already went out with usage
+        if t is None or t.chat_emitted:  # none, or its generation already went out for good
             self._counters.add("usage_ignored")
+            if t is not None and t.usage_estimated:
+                # The estimate was final (ledger, budgets, spans): never both, never replaced.
+                self._counters.add("usage_after_estimate")
             return
         t.usage = u  # the last snapshot of a turn wins; never summed
         if t.state != "open":
