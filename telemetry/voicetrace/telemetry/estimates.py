@@ -92,7 +92,10 @@ def context_after(usage: UsageBreakdown) -> dict[str, int]:
     """The context the next turn carries, by modality: this turn's prompt, its answer and the
     tool responses it read (Gemini keeps them in the conversation); thinking is not kept."""
     return {
-        m: usage.input_uncached[m] + usage.input_cached[m] + usage.input_tool_use[m] + usage.output[m]
+        m: usage.input_uncached[m]
+        + usage.input_cached[m]
+        + usage.input_tool_use[m]
+        + usage.output[m]
         for m in MODALITIES
     }
 
