@@ -352,8 +352,10 @@ class SessionTrace:
         t = self._book.usage_target()
         if t is None or t.chat_emitted:  # none, or its generation already went out for good
             self._counters.add("usage_ignored")
-            if t is not None and t.usage_estimated:
-                # The estimate was final (ledger, budgets, spans): never both, never replaced.
+            last = next(reversed(self._book.recent.values()), None)
+            if last is not None and last.usage_estimated:
+                # Most likely that turn's own usage, after its estimate went out for good: the
+                # estimate stays (ledger, budgets, spans): never both, never a correction.
                 self._counters.add("usage_after_estimate")
             return
         t.usage = u  # the last snapshot of a turn wins; never summed
@@ -466,6 +468,9 @@ class SessionTrace:
     def _notify_settled(self) -> None:
         with self._lock:
             settled, self._settled[:] = list(self._settled), []
+        estimated = sum(1 for summary in settled if summary.usage_estimated)
+        if estimated:
+            self._counters.add("usage_estimated", estimated)
         callback = self._on_turn_settled
         if callback is None:
             return
