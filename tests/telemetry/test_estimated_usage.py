@@ -165,3 +165,38 @@ def test_a_turn_the_model_never_answered_is_not_estimated(traced: Traced) -> Non
     assert [t.usage_estimated for t in settled.turns] == [False]
     assert summary is not None and summary.input_tokens == 0
     assert traced.named("chat") == []
+
+
+def test_once_a_later_turn_finished_the_estimate_is_made_at_the_wait_not_at_the_end(
+    traced: Traced,
+) -> None:
+    """Gemini skipped usage for turn 1 (interrupted) and reported turn 2's: a snapshot from now
+    on belongs to turn 2 or later, so turn 1 is estimated when its wait is over — budgets and
+    the ledger count it during the session, not at its end."""
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    _spoken_turn(trace)
+    _spoken_turn(trace, USAGE)
+    assert [t.number for t in settled.turns] == [2]
+    deadline = time.monotonic() + 2.0
+    while 1 not in settled.by_number() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    turn = settled.by_number().get(1)
+    assert turn is not None and turn.usage_estimated and not trace.ended
+    assert turn.input_tokens == 25 and turn.output_tokens == 25  # no context known before it
+    trace.end()
+    assert sorted(t.number for t in settled.turns) == [1, 2]
+
+
+def test_the_latest_turn_without_usage_keeps_waiting_for_it(traced: Traced) -> None:
+    """Past the wait, but no later turn finished: its usage may still come (an independent
+    server sends it after `turnComplete`, at its own pace), so nothing is estimated yet."""
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    _spoken_turn(trace, USAGE)
+    _spoken_turn(trace)
+    time.sleep(0.35)
+    assert [t.number for t in settled.turns] == [1]
+    trace.usage(USAGE)
+    assert [(t.number, t.usage_estimated) for t in settled.turns] == [(1, False), (2, False)]
+    trace.end()

@@ -54,6 +54,7 @@ class TurnOutbox:
         self._billed: list[tuple[UsageBreakdown, Cost | None]] = []
         self._cost_cache: tuple[Any, Cost | None] | None = None
         self._reported_audio = (0.0, 0.0)
+        self._newest_closed = 0  # the latest turn number that finished
         # Turn number → the context the next turn carries, for the latest settled turns (a
         # deferred turn may settle after later ones; it is estimated from those before it).
         self._contexts: dict[int, dict[str, int]] = {0: {"text": max(context_tokens, 0)}}
@@ -61,6 +62,7 @@ class TurnOutbox:
     # -- decisions --------------------------------------------------------------------------------
     def close(self, t: TurnRecord, now: int, audio_in_s: float, audio_out_ms: float) -> TurnSummary:
         """A turn just finished: its summary now; its spans now or once usage is in."""
+        self._newest_closed = max(self._newest_closed, t.number)
         cost = self.cost_of(t)
         t.summary = summary = t.make_summary(cost.total if cost is not None else None)
         d_in, d_out = self._audio_delta(audio_in_s, audio_out_ms)
@@ -84,16 +86,19 @@ class TurnOutbox:
             self.emit(rec.turn, now)  # a non-blocking result after its turn went out
 
     def flush_due(self, now: int) -> None:
-        """Emit finished turns whose usage wait is over; stop waiting for the oldest
-        generations beyond `_DEFERRED_CHATS`."""
+        """Emit finished turns whose usage wait is over. Stop waiting for a generation whose
+        usage can no longer come — a later turn finished, so a snapshot now belongs to that one
+        (`TurnBook.usage_target`) — and for the oldest beyond `_DEFERRED_CHATS`."""
         if not self._waiting:
             return
         for t in list(self._waiting):
             if t.state == "finished" and now >= t.deadline_ns:
                 self.emit(t, now)
         deferred = [t for t in self._waiting if t.state == "emitted"]
-        for t in deferred[: max(len(deferred) - _DEFERRED_CHATS, 0)]:
-            self.emit(t, now, final=True)
+        overflow = len(deferred) - _DEFERRED_CHATS
+        for i, t in enumerate(deferred):
+            if i < overflow or t.number < self._newest_closed:
+                self.emit(t, now, final=True)
 
     def emit_final(self, turns: Iterable[TurnRecord], now: int) -> None:
         """The session ends (or the turns leave the recent window): everything goes out."""
