@@ -200,3 +200,22 @@ def test_the_latest_turn_without_usage_keeps_waiting_for_it(traced: Traced) -> N
     trace.usage(USAGE)
     assert [(t.number, t.usage_estimated) for t in settled.turns] == [(1, False), (2, False)]
     trace.end()
+
+
+def test_a_model_without_a_price_entry_is_priced_by_the_fallback_and_flagged(
+    traced: Traced,
+) -> None:
+    trace = traced.tel.start_session(session_info(model="acme-live-unlisted"))
+    _spoken_turn(trace, USAGE)
+    trace.end()
+    (chat,) = _chats(traced).values()
+    assert chat[k.COST_ESTIMATED] is True and Decimal(str(chat[k.COST_USD_DECIMAL])) > 0
+    assert k.USAGE_ESTIMATED not in chat
+
+
+def test_a_listed_model_is_not_flagged_as_estimated_cost(traced: Traced) -> None:
+    trace = traced.tel.start_session(session_info())
+    _spoken_turn(trace, USAGE)
+    trace.end()
+    (chat,) = _chats(traced).values()
+    assert k.COST_ESTIMATED not in chat
