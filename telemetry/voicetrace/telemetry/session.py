@@ -15,7 +15,8 @@ Turn rules (Gemini Live with server-side VAD only, no local VAD model needed):
 - the server's `interrupted` cuts the current turn too; a cut turn waits for the server's
   `turn_complete`, which returns its summary (so numbering stays right);
 - `turn_complete` finishes the turn; its spans go out when its usage is there, or after
-  `usage_wait_s` (usage that comes later still lands on the turn's generation).
+  `usage_wait_s` (usage that comes later still lands on the turn's generation, until a later
+  turn finishes); a generation that goes out for good without usage is estimated (`estimates`).
 
 Long because: it is the public API, one small fail-open method per voice event; the state
 machine (`turnbook`), emission (`outbox`) and span building (`writer`) live elsewhere.
