@@ -126,7 +126,8 @@ class TurnSummary:
     audio_out_ms: float = 0.0
     heard_ms: float | None = None
     interrupted: bool = False
-    usage_received: bool = False
+    usage_received: bool = False  # Gemini reported this turn's usage
+    usage_estimated: bool = False  # it did not: the tokens are `estimates.estimate_usage`'s
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able (cost as a float: the edge where money is rounded)."""

@@ -366,7 +366,12 @@ class SpanFactory:
             attrs.update(usage.attributes())
             if late:
                 attrs[k.USAGE_LATE] = True
+            if t.usage_estimated:  # Gemini sent none: still missing, and the tokens are ours
+                attrs[k.USAGE_MISSING] = attrs[k.USAGE_ESTIMATED] = True
+                level, status_message = k.LEVEL_WARNING, "usage not received; estimated"
         if cost is not None:
+            if cost.estimated:
+                attrs[k.COST_ESTIMATED] = True
             total = float(cost.total)
             attrs[k.LF_COST_DETAILS] = cost.details_json()
             attrs[k.COST_USD] = total

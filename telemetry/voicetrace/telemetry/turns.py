@@ -74,6 +74,11 @@ class TurnRecord:
     audio_in_s: float = 0.0
     audio_out_ms: float = 0.0
     user_text: list[str] = field(default_factory=list)
+    # Text tokens at the documented ~4 characters each, counted per piece (typed inputs, the
+    # model's text parts; never transcripts), kept even without content capture: they are
+    # numbers, not content, and feed `estimates.estimate_usage` when Gemini reports no usage.
+    text_in_tokens: int = 0
+    text_out_tokens: int = 0
     output_text: list[str] = field(default_factory=list)
     thoughts: list[str] = field(default_factory=list)
     tools: list[ToolRecord] = field(default_factory=list)
@@ -211,5 +216,6 @@ class TurnRecord:
             audio_out_ms=self.audio_out_ms,
             heard_ms=self.heard_ms,
             interrupted=self.interrupted,
-            usage_received=self.usage is not None,
+            usage_received=self.usage is not None and not self.usage_estimated,
+            usage_estimated=self.usage_estimated,
         )

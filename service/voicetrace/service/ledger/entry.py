@@ -82,6 +82,7 @@ class LedgerEntry:
     day: date
     settled_at: datetime
     usage_received: bool
+    usage_estimated: bool
     cost_known: bool
     cost_estimated: bool
     usage: Usage = field(default_factory=Usage)
@@ -125,6 +126,7 @@ class LedgerEntry:
             day=settled.astimezone(tz).date(),
             settled_at=settled,
             usage_received=summary.usage_received,
+            usage_estimated=summary.usage_estimated,
             cost_known=summary.cost_usd is not None,
             cost_estimated=cost_estimated,
             usage=usage,
@@ -140,6 +142,7 @@ class LedgerEntry:
             "day": self.day,
             "settled_at": self.settled_at,
             "usage_received": self.usage_received,
+            "usage_estimated": self.usage_estimated,
             "cost_known": self.cost_known,
             "cost_estimated": self.cost_estimated,
             **self.usage.as_columns(),
