@@ -17,7 +17,9 @@ FrameSource = Literal["camera", "screen"]
 FRAME_SOURCES: Final = ("camera", "screen")
 
 
-def split_image_tokens(image_tokens: int, camera_frames: int, screen_frames: int) -> tuple[int, int]:
+def split_image_tokens(
+    image_tokens: int, camera_frames: int, screen_frames: int
+) -> tuple[int, int]:
     """(camera tokens, screen tokens) of `image_tokens`, by forwarded frames."""
     frames = max(camera_frames, 0) + max(screen_frames, 0)
     if image_tokens <= 0 or frames == 0:

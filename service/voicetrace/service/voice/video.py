@@ -66,13 +66,10 @@ def decode_frame(msg: VideoFrame, max_bytes: int) -> bytes:
     if magic is None:
         raise ProtocolError(
             "unsupported_image_type",
-            f"video_frame: mime_type {msg.mime_type[:40]!r} is not one of "
-            f"{', '.join(IMAGE_TYPES)}",
+            f"video_frame: mime_type {msg.mime_type[:40]!r} is not one of {', '.join(IMAGE_TYPES)}",
         )
     if len(msg.data) > max_text_bytes(max_bytes) - JSON_OVERHEAD:
-        raise ProtocolError(
-            "frame_too_large", f"video_frame: the image exceeds {max_bytes} bytes"
-        )
+        raise ProtocolError("frame_too_large", f"video_frame: the image exceeds {max_bytes} bytes")
     try:
         image = base64.b64decode(msg.data, validate=True)
     except (binascii.Error, ValueError):
