@@ -146,3 +146,49 @@ async def test_resume_is_refused_while_the_camera_budget_is_used_up_then_allowed
         await client.send("end")
         await client.wait_for("session_ended")
     assert turn["camera_tokens"] == 2 * FRAME_TOKENS
+
+
+async def test_the_session_view_shows_the_daily_budget_left_as_budgets_me_computes_it(
+    start_service,
+) -> None:
+    svc = await start_service()
+    user = {"Authorization": f"Bearer {svc.token('ivy')}"}
+    r = await svc.http.put(
+        "/api/budgets/users/ivy",
+        json={"daily_video_tokens": 1_000, "daily_audio_minutes": 10},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200, r.text
+    # The session caps its own screen tokens lower than the (unlimited) day.
+    session = await svc.create_session("ivy", budgets={"daily_screen_tokens": 500})
+    assert session["daily_budget_remaining"] == {
+        "usd": None,
+        "audioMin": 10.0,
+        "videoTokens": 1_000.0,
+        "screenTokens": 500.0,
+    }
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("ivy")) as client:
+        await client.wait_for("session_started")
+        await client.send_frame("camera", jpeg())
+        await client.send("text", text="Hello there")
+        turn = await client.wait_for("turn_complete", timeout=15)
+        await client.send("end")
+        await client.wait_for("session_ended", timeout=15)
+    for _ in range(200):
+        if (await svc.http.get("/api/observability/health")).json()["ledger"]["buffered"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    view = await svc.get_session(session["id"], "ivy")
+    me = (await svc.http.get("/api/budgets/me", headers=user)).json()
+    left = view["daily_budget_remaining"]
+    assert (
+        left["videoTokens"]
+        == 1_000 - turn["camera_tokens"]
+        == me["daily_budget_remaining"]["videoTokens"]
+    )
+    assert left["audioMin"] == me["daily_budget_remaining"]["audioMin"] < 10.0
+    assert left["screenTokens"] == 500.0 and me["daily_budget_remaining"]["screenTokens"] is None
+    assert left["usd"] is None
+    assert view["audio_minutes_used"] == pytest.approx(me["audio_minutes_used"])
+    listed = (await svc.http.get("/live-sessions", headers=user)).json()["sessions"]
+    assert listed[0]["daily_budget_remaining"] == left
