@@ -288,13 +288,19 @@ class VoiceBridge:
                         )
                     await self._on_client_message(parse_client_text(text))
             except ProtocolError as exc:
-                await self._reject(exc, size=len(data if data is not None else text or ""))
+                # Far over its kind's limit (audio, or text that may carry an image) is abuse.
+                size, limit = (
+                    (len(data), settings.max_frame_bytes)
+                    if data is not None
+                    else (len(text or ""), self._max_text)
+                )
+                await self._reject(exc, far_over=size > 4 * limit)
             except ValueError as exc:  # the adapter refused the input itself
-                await self._reject(ProtocolError("invalid_input", str(exc)), size=0)
+                await self._reject(ProtocolError("invalid_input", str(exc)), far_over=False)
 
-    async def _reject(self, exc: ProtocolError, size: int) -> None:
+    async def _reject(self, exc: ProtocolError, far_over: bool) -> None:
         settings = self._settings
-        if size > 4 * max(settings.max_frame_bytes, self._max_text):
+        if far_over:
             raise closing(EndReason.PROTOCOL_ABUSE, CLOSE_TOO_BIG, "frame far over the size limit")
         self._bad_frames += 1
         await self._send("error", code=exc.code, message=exc.message)
