@@ -192,3 +192,41 @@ async def test_the_session_view_shows_the_daily_budget_left_as_budgets_me_comput
     assert view["audio_minutes_used"] == pytest.approx(me["audio_minutes_used"])
     listed = (await svc.http.get("/live-sessions", headers=user)).json()["sessions"]
     assert listed[0]["daily_budget_remaining"] == left
+
+
+async def test_resume_is_refused_while_the_session_screen_budget_is_used_up_then_allowed(
+    start_service,
+) -> None:
+    svc = await start_service()
+    user = {"Authorization": f"Bearer {svc.token('sol')}"}
+    session = await svc.create_session("sol", budgets={"session_screen_tokens": FRAME_TOKENS})
+    sid = session["id"]
+    async with VoiceClient.connect(svc.ws_url(sid), svc.token("sol")) as client:
+        await client.wait_for("session_started")
+        await client.send_frame("screen", png(), "image/png")
+        await client.send("text", text="See my screen?")
+        paused = await client.wait_for("session_paused", timeout=15)
+        assert paused["budget"]["budget"] == "session_screen_tokens"
+        stored = await svc.get_session(sid, "sol")
+        assert stored["usage"]["screen_tokens"] == FRAME_TOKENS
+        assert stored["budget_exhausted"] == "session_screen_tokens"
+        refused = await svc.http.put(f"/live-sessions/{sid}/resume", headers=user)
+        assert refused.status_code == 409 and "session_screen_tokens" in refused.text
+        # Raising it, but not above what is used, keeps it exhausted.
+        r = await svc.http.patch(
+            f"/live-sessions/{sid}",
+            json={"budgets": {"session_screen_tokens": FRAME_TOKENS}},
+            headers=user,
+        )
+        assert r.status_code == 200 and r.json()["budget_exhausted"] == "session_screen_tokens"
+        r = await svc.http.patch(
+            f"/live-sessions/{sid}",
+            json={"budgets": {"session_screen_tokens": 10_000}},
+            headers=user,
+        )
+        assert r.status_code == 200 and r.json()["budget_exhausted"] is None
+        resumed = await svc.http.put(f"/live-sessions/{sid}/resume", headers=user)
+        assert resumed.status_code == 200, resumed.text
+        await client.wait_for("session_resumed")
+        await client.send("end")
+        await client.wait_for("session_ended")

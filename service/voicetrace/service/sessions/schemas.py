@@ -122,6 +122,8 @@ class SessionUsage(BaseModel):
     cost_usd: Usd = Decimal(0)
     audio_in_s: float = 0.0
     audio_out_s: float = 0.0
+    camera_tokens: int = 0  # image input tokens of camera frames
+    screen_tokens: int = 0  # image input tokens of screen-share frames
 
 
 class LiveSession(BaseModel):
