@@ -275,8 +275,8 @@ class VoiceBridge:
             if message["type"] == "websocket.disconnect":
                 raise closing(EndReason.CLIENT_DISCONNECT)
             if not self._frames.take():
-                limit = f"more than {settings.max_frames_per_s} frames per second"
-                raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
+                flood = f"more than {settings.max_frames_per_s} frames per second"
+                raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, flood)
             data, text = message.get("bytes"), message.get("text")
             try:
                 if data is not None:
