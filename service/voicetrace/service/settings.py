@@ -11,6 +11,7 @@ import secrets
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -74,6 +75,13 @@ class Settings(BaseSettings):
     # Typed input is billed as prompt tokens (about 4 characters each): a sustained rate, with a
     # burst of a quarter of it. Over the limit, the text is refused with `error{rate_limited}`.
     max_text_tokens_per_minute: int = Field(default=12_000, ge=1, le=10_000_000)
+    # Camera and screen frames (`video_frame`, JPEG or PNG): decoded bytes per frame, and frames
+    # per second per source (Gemini Live samples video at about 1 fps; frames beyond the rate are
+    # refused with `error{video_rate_limited}`). `media_resolution` (None: the model's default)
+    # sets the tokens each frame costs (docs/costs.md).
+    max_video_frame_bytes: int = Field(default=256_000, ge=1_024, le=8_000_000)
+    max_video_fps: float = Field(default=2.0, gt=0, le=60)
+    media_resolution: Literal["low", "medium", "high"] | None = None
 
     # Telemetry (export targets come from OTEL_* / LANGFUSE_* env vars)
     agent_name: str = "voicetrace"

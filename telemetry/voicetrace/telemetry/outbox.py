@@ -52,6 +52,7 @@ class TurnOutbox:
         self._prices, self._model, self._wait_ns = prices, model, usage_wait_ns
         self._waiting: list[TurnRecord] = []  # finished, generation not handed over yet
         self._billed: list[tuple[UsageBreakdown, Cost | None]] = []
+        self.image_totals = (0, 0)  # billed image tokens by source (camera, screen)
         self._cost_cache: tuple[Any, Cost | None] | None = None
         self._reported_audio = (0.0, 0.0)
         self._newest_closed = 0  # the latest turn number that finished
@@ -136,6 +137,9 @@ class TurnOutbox:
                 chat = (usage, cost, t.usage_late)
                 if usage is not None:
                     self._billed.append((usage, cost))
+                    camera, screen = t.image_split()
+                    total_camera, total_screen = self.image_totals
+                    self.image_totals = (total_camera + camera, total_screen + screen)
             # else: nothing generated and nothing billed: no generation
             self._settled(t.make_summary(cost.total if cost is not None else None))
         if turn or tools or chat is not None:

@@ -220,6 +220,12 @@ class SessionTrace:
             t.user_text.append(text if not t.user_text else " " + text)
 
     @_guard()
+    def video_frame(self, source: Literal["camera", "screen"]) -> None:
+        """A camera or screen-share frame was forwarded to the model: the turn's image tokens
+        are split by source in proportion to these (telemetry.frames)."""
+        self._book.frame(source)
+
+    @_guard()
     def user_activity(self, kind: Literal["start", "end"]) -> None:
         now = time.time_ns()
         if kind == "start":
@@ -360,6 +366,7 @@ class SessionTrace:
                 self._counters.add("usage_after_estimate")
             return
         t.usage = u  # the last snapshot of a turn wins; never summed
+        t.frames_seen = (self._book.camera_frames, self._book.screen_frames)
         if t.state != "open":
             t.usage_late = t.state == "emitted"
             if t.usage_late:
@@ -488,6 +495,7 @@ class SessionTrace:
 
     def _summary(self, reason: str, now: int) -> SessionSummary:
         tokens_in, tokens_out, by_modality, cost = self._out.totals()
+        camera, screen = self._out.image_totals
         book = self._book
         return SessionSummary(
             session_id=self.info.session_id,
@@ -504,4 +512,8 @@ class SessionTrace:
             audio_in_s=book.audio_in_s,
             audio_out_s=book.audio_out_ms / 1000.0,
             reconnects=self._reconnects,
+            camera_tokens=camera,
+            screen_tokens=screen,
+            camera_frames=book.camera_frames,
+            screen_frames=book.screen_frames,
         )

@@ -113,6 +113,8 @@ class LedgerEntry:
             output_audio=tokens.get("output_audio", 0),
             output_image=tokens.get("output_image", 0),
             output_reasoning=tokens.get("output_reasoning", 0),
+            camera_tokens=summary.camera_tokens,
+            screen_tokens=summary.screen_tokens,
             audio_in_us=round(summary.audio_in_ms * _MICRO_PER_MS),
             audio_out_us=round(summary.audio_out_ms * _MICRO_PER_MS),
             cost_pusd=0 if summary.cost_usd is None else to_pico(summary.cost_usd),
