@@ -142,10 +142,7 @@ class Database:
         """Create the tables (and the PostgreSQL schema) if they do not exist yet."""
 
         async def create(conn: AsyncConnection) -> None:
-            if conn.dialect.name == "postgresql":
-                # Replicas starting together must not race to create the same tables (the
-                # loser fails on pg_type's unique index): one at a time, for this transaction.
-                await conn.execute(text("SELECT pg_advisory_xact_lock(7301917041)"))
+            await lock_schema_changes(conn)
             if self.schema is not None:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             await conn.run_sync(metadata.create_all)
@@ -170,6 +167,14 @@ class Database:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+
+
+async def lock_schema_changes(conn: AsyncConnection) -> None:
+    """Replicas starting together must not race to create or alter the same tables (the loser
+    fails on pg_type's unique index, or on a column another replica just added): on PostgreSQL
+    schema changes run one at a time, for the rest of `conn`'s transaction."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(7301917041)"))
 
 
 def add_missing_columns(sync_conn: Any, schema: str | None, tables: MetaData) -> None:
