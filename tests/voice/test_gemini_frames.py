@@ -68,9 +68,13 @@ def _assert_audio_only_agrees(message: types.LiveServerMessage) -> None:
     mapping yields exactly that chunk."""
     shortcut = audio_only(message)
     if shortcut is not None:
-        (event,) = map_message(message)
-        assert isinstance(event, ev.AudioOut)
-        assert shortcut == (len(event.data), event.sample_rate)
+        *transcript, audio = map_message(message)
+        assert isinstance(audio, ev.AudioOut)
+        assert shortcut[:2] == (len(audio.data), audio.sample_rate)
+        if shortcut[2]:
+            assert transcript == [ev.OutputTranscript(shortcut[2], transcript[0].finished)]
+        else:
+            assert transcript == []
 
 
 def _turns_done(reader: Reader) -> int:
@@ -210,7 +214,7 @@ def test_an_audio_chunk_takes_the_fast_path() -> None:
     )  # fmt: skip
     assert gemini_frames._audio_chunk(json.loads(raw)) == [ev.AudioOut(pcm, 24_000)]
     # and the instrumentor's shortcut, on the message as the SDK parses it
-    assert audio_only(gemini_frames.sdk_message(json.loads(raw))) == (len(pcm), 24_000)
+    assert audio_only(gemini_frames.sdk_message(json.loads(raw))) == (len(pcm), 24_000, None)
 
 
 def test_frames_that_are_not_messages_are_refused_like_the_sdk_refuses_them() -> None:

@@ -86,8 +86,11 @@ class LiveTrace:
     def on_message(self, msg: Any) -> None:
         trace, nb = self.trace, self.non_blocking
         chunk = audio_only(msg)
-        if chunk is not None:  # the common case, what record_event does for its AudioOut
-            trace.model_audio(*chunk)
+        if chunk is not None:  # the common case: what record_event does for these events
+            nbytes, rate, transcript = chunk
+            if transcript:
+                trace.output_transcript(transcript)
+            trace.model_audio(nbytes, rate)
             return
         for event in map_message(msg):
             kind = type(event)
