@@ -6,6 +6,7 @@ import gc
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -226,3 +227,32 @@ def test_no_metric_reader_means_no_sdk_meter_provider_to_pay_for() -> None:
     )
     assert isinstance(read.meter_provider, MeterProvider)
     read.meter_provider.shutdown()
+
+
+def _wakeups(native_id: int) -> int:
+    """How often a thread of this process went to sleep and was woken (Linux)."""
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_an_idle_emitter_stops_polling_and_still_runs_the_next_job_at_once() -> None:
+    from voicetrace.telemetry.emitter import IDLE_POLLS, POLL_S, Emitter
+    from voicetrace.telemetry.health import TelemetryHealth
+
+    emitter = Emitter(TelemetryHealth())
+    ran, worker = threading.Event(), []
+
+    def job() -> None:
+        worker.append(threading.get_native_id())
+        ran.set()
+
+    assert emitter.submit(job) and ran.wait(2)
+    time.sleep(POLL_S * (IDLE_POLLS + 3))  # past its last poll: asleep now
+    before = _wakeups(worker[0])
+    time.sleep(POLL_S * 15)  # a polling worker would wake ~15 times here
+    assert _wakeups(worker[0]) - before <= 1
+    ran.clear()
+    assert emitter.submit(job)
+    assert ran.wait(POLL_S * 5), "a job submitted to a sleeping worker must wake it"
+    assert emitter.stop(2)

@@ -16,7 +16,7 @@ from voicetrace.service.voice import events as ev
 from voicetrace.service.voice import gemini_frames
 from voicetrace.service.voice.gemini_events import function_declaration
 from voicetrace.service.voice.tools import FunctionSpec
-from voicetrace.telemetry.instrumentation.genai_mapping import map_message
+from voicetrace.telemetry.instrumentation.genai_mapping import audio_only, map_message
 
 from tests.emulator.helpers import live_config, send_audio, silence, speech, until
 
@@ -59,6 +59,22 @@ def _assert_same_events(frames: list[str], received: list[types.LiveServerMessag
     assert len(frames) == len(received)
     for raw, message in zip(frames, received, strict=True):
         assert gemini_frames.decode_frame(raw) == list(map_message(message)), raw[:200]
+        _assert_audio_only_agrees(message)
+    assert any(audio_only(m) is not None for m in received), "no audio chunk took the shortcut"
+
+
+def _assert_audio_only_agrees(message: types.LiveServerMessage) -> None:
+    """The instrumentor's shortcut says "one audio chunk, nothing else" only when the full
+    mapping yields exactly that chunk."""
+    shortcut = audio_only(message)
+    if shortcut is not None:
+        *transcript, audio = map_message(message)
+        assert isinstance(audio, ev.AudioOut)
+        assert shortcut[:2] == (len(audio.data), audio.sample_rate)
+        if shortcut[2]:
+            assert transcript == [ev.OutputTranscript(shortcut[2], transcript[0].finished)]
+        else:
+            assert transcript == []
 
 
 def _turns_done(reader: Reader) -> int:
@@ -180,6 +196,16 @@ def test_sdk_built_messages_decode_as_the_sdk_parses_them(message, alphabet) -> 
     )
 
 
+@pytest.mark.parametrize(
+    "message", SDK_SHAPES, ids=lambda m: ",".join(sorted(m.model_dump(exclude_none=True)))
+)
+def test_the_audio_only_shortcut_agrees_with_the_full_mapping(message) -> None:
+    wire = message.model_dump(mode="json", by_alias=True, exclude_none=True)
+    parsed = gemini_frames.sdk_message(wire)
+    _assert_audio_only_agrees(parsed)
+    _assert_audio_only_agrees(message)
+
+
 def test_an_audio_chunk_takes_the_fast_path() -> None:
     pcm = bytes(range(256)) * 8
     raw = json.dumps(
@@ -187,6 +213,8 @@ def test_an_audio_chunk_takes_the_fast_path() -> None:
             "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(pcm).decode()}}]}}}
     )  # fmt: skip
     assert gemini_frames._audio_chunk(json.loads(raw)) == [ev.AudioOut(pcm, 24_000)]
+    # and the instrumentor's shortcut, on the message as the SDK parses it
+    assert audio_only(gemini_frames.sdk_message(json.loads(raw))) == (len(pcm), 24_000, None)
 
 
 def test_frames_that_are_not_messages_are_refused_like_the_sdk_refuses_them() -> None:

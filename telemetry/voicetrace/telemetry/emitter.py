@@ -36,9 +36,14 @@ class Expiring(Protocol):
 
 # The worker looks for jobs this often instead of being woken for each: waking a thread
 # (`Event.set`) from the event loop on every turn end and playback mark cost ~10 % of a busy
-# service's CPU in GIL hand-offs. Spans are built at most this much later; idle cost is
+# service's CPU in GIL hand-offs. Spans are built at most this much later; while there is work,
 # one wake-up per POLL_S per process. Control jobs (drain markers, root ends) still wake it.
 POLL_S = 0.02
+# After this many empty polls in a row the worker sleeps until a job arrives (or a usage
+# deadline falls due): an idle process — between a quiet session's turns, or with no session
+# at all — costs no wake-ups, and the next turn pays one `Event.set()`. A busy service keeps
+# finding jobs, keeps polling and never pays for a wake-up.
+IDLE_POLLS = 5
 
 
 class Emitter:
@@ -57,6 +62,7 @@ class Emitter:
         self._thread: threading.Thread | None = None
         self._closed = False  # no new regular jobs
         self._stopping = False  # the worker exits once the queue is empty
+        self._asleep = False  # the worker waits for a kick, not for its next poll
 
     # -- caller side ----------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> bool:
@@ -66,7 +72,8 @@ class Emitter:
             self._health.add("emit_dropped")
             return False
         queue.append((fn, args))
-        if self._thread is None or len(queue) > self._max // 2:  # start it; or it fell behind
+        # Start it; wake it from its idle sleep; or it fell behind.
+        if self._thread is None or self._asleep or len(queue) > self._max // 2:
             self._kick()
         return True
 
@@ -135,7 +142,10 @@ class Emitter:
 
     def _run(self) -> None:
         queue, wake, heap, health = self._queue, self._wake, self._deadlines, self._health
+        empty_polls = 0
         while True:
+            if queue:
+                empty_polls = 0
             while queue:
                 fn, args = queue.popleft()
                 try:
@@ -155,7 +165,15 @@ class Emitter:
             if self._stopping:
                 return
             wake.clear()
+            empty_polls += 1
+            # Set before the queue is checked again: a submit that appends after that check
+            # sees the flag and kicks (the clear above cannot swallow its set).
+            self._asleep = asleep = empty_polls > IDLE_POLLS
             if queue or self._stopping:  # a submit raced the clear: no lost wake-up
+                self._asleep = False
                 continue
-            until_deadline = (heap[0][0] - time.time_ns()) / 1e9 if heap else POLL_S
-            wake.wait(min(until_deadline, POLL_S))
+            timeout = (heap[0][0] - time.time_ns()) / 1e9 if heap else None
+            if not asleep:
+                timeout = POLL_S if timeout is None else min(timeout, POLL_S)
+            wake.wait(timeout)
+            self._asleep = False

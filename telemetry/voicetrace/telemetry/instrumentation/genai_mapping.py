@@ -70,6 +70,36 @@ def usage_snapshot(u: types.UsageMetadata) -> UsageSnapshot:
     )
 
 
+_ONLY_CONTENT = frozenset({"server_content"})
+_AUDIO_CONTENT = (frozenset({"model_turn"}), frozenset({"model_turn", "output_transcription"}))
+
+
+def audio_only(msg: types.LiveServerMessage) -> tuple[int, int, str | None] | None:
+    """(bytes, sample rate, output transcript text) when `msg` is one chunk of model audio,
+    perhaps with its transcript, and nothing else — most of a spoken turn's messages (~120 a
+    turn) — else None: `map_message` has the whole mapping.
+
+    For such a message `map_message` yields an `OutputTranscript` (when the text is not empty)
+    and one `AudioOut`; this says so without a generator or event objects. Pydantic's
+    `model_fields_set` (the fields the SDK parsed from the frame; every other field keeps its
+    None default) proves there is nothing else; an SDK that set more fields explicitly would
+    only miss this shortcut, never an event."""
+    if msg.model_fields_set != _ONLY_CONTENT:
+        return None
+    content = msg.server_content
+    if content is None or content.model_fields_set not in _AUDIO_CONTENT:
+        return None
+    parts = content.model_turn.parts if content.model_turn is not None else None
+    if parts is None or len(parts) != 1:
+        return None
+    blob = parts[0].inline_data
+    if blob is None or not blob.data:
+        return None
+    transcript = content.output_transcription
+    text = transcript.text if transcript is not None else None
+    return len(blob.data), sample_rate(blob.mime_type), text
+
+
 def map_message(msg: types.LiveServerMessage) -> Iterator[ev.ModelEvent]:
     """One server message → events, in the order the bridge and the tracer rely on.
 

@@ -24,7 +24,12 @@ from google.genai import errors
 from voicetrace.telemetry.instrumentation import events as ev
 from voicetrace.telemetry.instrumentation import genai_inputs as gi
 from voicetrace.telemetry.instrumentation.audio import is_voiced
-from voicetrace.telemetry.instrumentation.genai_mapping import close_info, is_retryable, map_message
+from voicetrace.telemetry.instrumentation.genai_mapping import (
+    audio_only,
+    close_info,
+    is_retryable,
+    map_message,
+)
 from voicetrace.telemetry.instrumentation.record import record_event
 from voicetrace.telemetry.records import EndReason
 from voicetrace.telemetry.session import SessionTrace
@@ -80,6 +85,13 @@ class LiveTrace:
     # -- server → app -----------------------------------------------------------------------
     def on_message(self, msg: Any) -> None:
         trace, nb = self.trace, self.non_blocking
+        chunk = audio_only(msg)
+        if chunk is not None:  # the common case: what record_event does for these events
+            nbytes, rate, transcript = chunk
+            if transcript:
+                trace.output_transcript(transcript)
+            trace.model_audio(nbytes, rate)
+            return
         for event in map_message(msg):
             kind = type(event)
             if kind is ev.GoAway:
