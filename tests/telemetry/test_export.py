@@ -104,6 +104,24 @@ def test_langfuse_gets_basic_auth_gzip_and_ingestion_version_only(made, monkeypa
     assert "x-collector-token" not in request.headers
 
 
+def test_health_says_when_each_exporter_last_delivered(made) -> None:
+    with OtlpReceiver("ok") as rx:
+        tel = _tel(
+            made,
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": rx.traces_url},
+        )
+        assert tel.health()["last_export_success"] == {}
+        before = time.time()
+        _session(tel)
+        tel.force_flush(3.0)
+        rx.wait_for_spans(3)
+        health = tel.health()
+    (stamp,) = health["last_export_success"].values()
+    at = time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert before - 1 <= at <= time.time() + 1
+    assert health["last_export_failure"] == {}
+
+
 def test_otlp_and_langfuse_at_once(made) -> None:
     with OtlpReceiver("ok") as rx, OtlpReceiver("ok") as lf:
         tel = _tel(
@@ -148,7 +166,9 @@ def test_broken_endpoint_never_blocks_the_caller_and_drops_are_counted(made, mod
     health = tel.health()
     if mode != "hang":
         assert health["export_failures"] >= 1 and health["spans_dropped"] >= 1
+        assert set(health["last_export_failure"]) == {"otlp"}
     assert health["spans_exported"] == 0
+    assert health["last_export_success"] == {}
     assert health["tracer_errors"] == 0
 
 

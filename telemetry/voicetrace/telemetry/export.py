@@ -58,6 +58,7 @@ class CountingSpanExporter(SpanExporter):
         except Exception as exc:
             log.warning("span export to %s raised %s", self.name, type(exc).__name__)
             result = SpanExportResult.FAILURE
+        self.health.export_result(self.name, result is SpanExportResult.SUCCESS)
         if result is SpanExportResult.SUCCESS:
             self.health.add("spans_exported", len(spans))
         else:

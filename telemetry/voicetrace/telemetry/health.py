@@ -8,6 +8,7 @@ threads and the voice path, hence the lock (uncontended, ~100 ns).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,8 @@ class TelemetryHealth:
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._gauges: dict[str, Callable[[], int]] = {}
         self.last_error: str | None = None
+        # exporter name -> wall-clock time (Unix seconds) of its last successful / failed batch
+        self._last_export: dict[str, dict[str, float]] = {"success": {}, "failure": {}}
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -48,6 +51,11 @@ class TelemetryHealth:
             self._counts["tracer_errors"] += 1
             self.last_error = f"{where}: {type(exc).__name__}"
 
+    def export_result(self, exporter: str, ok: bool) -> None:
+        """Note when `exporter` last delivered a batch, or last failed to (for `/health`)."""
+        with self._lock:
+            self._last_export["success" if ok else "failure"][exporter] = time.time()
+
     def gauge(self, name: str, read: Callable[[], int]) -> None:
         self._gauges[name] = read
 
@@ -58,6 +66,8 @@ class TelemetryHealth:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             out: dict[str, Any] = dict(self._counts)
+            out["last_export_success"] = _iso_times(self._last_export["success"])
+            out["last_export_failure"] = _iso_times(self._last_export["failure"])
         for name, read in list(self._gauges.items()):
             try:
                 out[name] = int(read())
@@ -66,3 +76,10 @@ class TelemetryHealth:
         out.setdefault("queue_size", 0)
         out["last_error"] = self.last_error
         return out
+
+
+def _iso_times(by_exporter: dict[str, float]) -> dict[str, str]:
+    return {
+        name: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+        for name, at in sorted(by_exporter.items())
+    }

@@ -33,7 +33,14 @@ _HEALTH_EXAMPLE = {
     "service": {"live_sessions": 2},
     "database": {"ok": True, "latency_ms": 1.2},
     "ledger": {"buffered": 12, "overflow": 0, "write_failures": 3, "lag_s": 4.1},
-    "exporter": {"spans_exported": 120, "spans_dropped": 0, "export_failures": 0},
+    "exporter": {
+        "spans_exported": 120,
+        "spans_dropped": 0,
+        "export_failures": 0,
+        "queue_size": 3,
+        "last_export_success": {"otlp": "2026-12-01T12:00:04Z"},
+        "last_export_failure": {},
+    },
     "langfuse": {
         "configured": True,
         "host": "https://cloud.langfuse.com",
