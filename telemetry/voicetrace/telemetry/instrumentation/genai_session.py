@@ -111,7 +111,9 @@ class LiveTrace:
         if kwargs.get("audio_stream_end"):
             trace.audio_stream_end()
         text = kwargs.get("text")
-        if isinstance(text, str) and text:
+        # A blank text is not something the user said: Pipecat sends `text=" "` after
+        # client_content(turn_complete=True) to make Gemini 3.x answer the turn already begun.
+        if isinstance(text, str) and text.strip():
             trace.user_text(text, at_ns)
         if kwargs.get("activity_start") is not None:
             trace.user_activity("start")
