@@ -88,6 +88,7 @@ async def converse(agent: Agent, script: tuple[str | float, ...] = SCRIPT) -> li
         response_modalities=[types.Modality.AUDIO],
         input_audio_transcription=types.AudioTranscriptionConfig(),
         output_audio_transcription=types.AudioTranscriptionConfig(),
+        session_resumption=types.SessionResumptionConfig(),  # handles to resume after goAway
     )
     pending = list(script)
     say(queue, pending.pop(0))
@@ -113,11 +114,14 @@ def main() -> None:
 
     telemetry = None
     if not args.untraced:
+        from voicetrace.telemetry import PriceTable
         from voicetrace.telemetry.instrumentation.genai_live import GenAILiveInstrumentor
         from voicetrace.telemetry.setup import configure_telemetry
 
-        telemetry = configure_telemetry("adk-live-example")
-        GenAILiveInstrumentor().instrument(telemetry=telemetry)  # ← the one line
+        # OTLP export from the standard OTel variables; cost from the packaged price table.
+        telemetry = configure_telemetry("adk-live-example", pricing=PriceTable.load(None))
+        # The one line: every Live session of this process becomes a traced voice_session.
+        GenAILiveInstrumentor().instrument(telemetry=telemetry, environment="dev", tags=["adk"])
 
     received = asyncio.run(converse(build_agent()))
     if telemetry is not None:

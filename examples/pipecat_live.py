@@ -145,11 +145,14 @@ def main() -> None:
 
     telemetry = None
     if not args.untraced:
+        from voicetrace.telemetry import PriceTable
         from voicetrace.telemetry.instrumentation.genai_live import GenAILiveInstrumentor
         from voicetrace.telemetry.setup import configure_telemetry
 
-        telemetry = configure_telemetry("pipecat-live-example")
-        GenAILiveInstrumentor().instrument(telemetry=telemetry)  # ← the one line
+        # OTLP export from the standard OTel variables; cost from the packaged price table.
+        telemetry = configure_telemetry("pipecat-live-example", pricing=PriceTable.load(None))
+        # The one line: every Live session of this process becomes a traced voice_session.
+        GenAILiveInstrumentor().instrument(telemetry=telemetry, environment="dev", tags=["pipecat"])
 
     records = asyncio.run(converse())
     if telemetry is not None:
