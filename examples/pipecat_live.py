@@ -32,6 +32,7 @@ from pipecat.frames.frames import (
     InputTextRawFrame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
+    SystemFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
@@ -69,7 +70,12 @@ async def search_nearby(params: FunctionCallParams) -> None:
 
 def frame_record(frame: Frame) -> dict[str, Any]:
     """What the app sees of one frame, minus what differs per run (ids, times)."""
-    record: dict[str, Any] = {"type": type(frame).__name__}
+    # System frames (Pipecat's own RTVI messages, …) skip the queue: their place among the
+    # others varies from run to run, so they are marked.
+    record: dict[str, Any] = {
+        "type": type(frame).__name__,
+        "system": isinstance(frame, SystemFrame),
+    }
     for name in ("text", "function_name", "arguments", "result", "user_id", "language"):
         value = getattr(frame, name, None)
         if value is not None:
