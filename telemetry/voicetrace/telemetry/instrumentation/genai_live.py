@@ -244,7 +244,7 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             fields["tags"] = tuple(fields["tags"])
         allowed = {f.name for f in dataclasses.fields(SessionInfo)}
         info = SessionInfo(**{k: v for k, v in fields.items() if k in allowed})
-        state = LiveTrace(self._telemetry.start_session(info), config)
+        state = LiveTrace(self._telemetry.start_session(info), config, name)
         state.trace.connect_started()
         return state
 
