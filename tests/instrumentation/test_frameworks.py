@@ -28,7 +28,7 @@ from voicetrace.telemetry import PriceTable
 
 from examples import raw_sdk
 from tests.instrumentation.conftest import shape
-from tests.instrumentation.framework_env import ROOT, FrameworkEnv, framework_env
+from tests.instrumentation.framework_env import FRAMEWORKS, ROOT, FrameworkEnv, framework_env
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.service.otlp_helpers import (
     assert_trace_contract,
@@ -232,3 +232,17 @@ async def test_the_framework_app_receives_the_same_with_and_without_tracing(
     assert sorted(map(repr, traced)) == sorted(map(repr, plain))
     assert len([s for s in spans if s.name.startswith("invoke_agent")]) == 3
     assert sys.executable != str(env.python)  # the example ran in the framework's own venv
+
+
+def test_a_framework_that_cannot_be_installed_skips_with_pips_error_and_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-framework")  # a local path: no registry is asked
+    monkeypatch.setitem(FRAMEWORKS, "missing", (missing,))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"missing cannot be installed here: .*ERROR"):
+        framework_env("missing", tmp_path / "venvs")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="missing cannot be installed here"):
+        framework_env("missing", tmp_path / "venvs")
+    assert not list((tmp_path / "venvs").glob("missing-*/bin"))  # no half-built venv kept
