@@ -20,7 +20,11 @@ Rules, as Langfuse's server implements them (langfuse/langfuse, web/src/pages/ap
   OTel trace/observation ids) → 201 `{mediaId, uploadUrl}` with Langfuse's id derivation; the
   upload URL (no auth, like a presigned URL) checks Content-Type, length and SHA-256;
   `PATCH /api/public/media/{id}` needs `uploadHttpStatus`;
-- `GET /api/public/health` (no auth).
+- `GET /api/public/health` (no auth);
+- `GET /api/public/projects` (the project of the keys: `{"data": [project]}`);
+- `GET /api/public/v2/metrics?query=<JSON>`: the Metrics API v2 over the observations made from
+  the spans this server ingested (tests/langfuse_metrics.py: Langfuse's mapping, validation and
+  column names); a bad query is a 400 with Langfuse's message.
 
 Every violation is recorded in `violations` and answered as Langfuse would; tests assert the
 list is empty (or names the violation they provoke). `script[path]` queues status codes to
@@ -36,6 +40,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -47,6 +52,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.langfuse_metrics import METRICS_V2_PATH, QueryError, observation, run, validate
 from tests.otlp_receiver import ReceivedSpan, decode_spans
 
 OTEL_PATH = "/api/public/otel/v1/traces"
@@ -56,6 +62,13 @@ MEDIA_PATH = "/api/public/media"
 UPLOAD_PATH = "/upload/"  # where our "presigned" upload URLs point
 _AUDIO_TYPES = {"audio/wav", "audio/mpeg", "audio/ogg", "audio/opus", "audio/webm", "audio/flac"}
 HEALTH_PATH = "/api/public/health"
+PROJECTS_PATH = "/api/public/projects"
+PROJECT = {
+    "id": "proj-voicetrace-test",
+    "name": "voicetrace-test",
+    "organization": {"id": "org-test", "name": "Test org"},
+    "metadata": {},
+}
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 
@@ -83,6 +96,9 @@ class LangfuseServer:
     media: dict[str, dict[str, Any]] = field(default_factory=dict)  # by media id
     script: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     hang: dict[str, float] = field(default_factory=dict)
+    metric_queries: list[dict[str, Any]] = field(default_factory=list)  # as validated
+    # Self-hosted Langfuse without LANGFUSE_ENABLE_EVENTS_TABLE_V2_APIS=true: the v2 routes 404.
+    v2_apis: bool = True
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -194,6 +210,10 @@ class LangfuseServer:
             self._media_patch(h, request, path.removeprefix(MEDIA_PATH + "/"))
         elif method == "PUT" and path.startswith(MODELS_PATH + "/"):
             self._model(h, request, path.removeprefix(MODELS_PATH + "/"))
+        elif method == "GET" and path == PROJECTS_PATH:
+            self._reply(h, request, 200, {"data": [PROJECT]})
+        elif method == "GET" and path == METRICS_V2_PATH:
+            self._metrics(h, request, h.path.partition("?")[2])
         else:
             self._violation(f"{method} {path}: no such Langfuse route")
             self._reply(h, request, 404, {"error": "Not found"})
@@ -243,6 +263,36 @@ class LangfuseServer:
         request.status = 200
         payload = ExportTraceServiceResponse().SerializeToString()
         self._send(h, 200, payload, "application/x-protobuf")
+
+    def _metrics(self, h: BaseHTTPRequestHandler, request: LangfuseRequest, qs: str) -> None:
+        if not self.v2_apis:  # web/src/pages/api/public/v2/metrics.ts
+            message = "v2 APIs are currently in beta and only available on Langfuse Cloud"
+            self._reply(h, request, 404, {"message": message, "error": "LangfuseNotFoundError"})
+            return
+        params = urllib.parse.parse_qs(qs, keep_blank_values=True)
+        try:
+            if len(params.get("query", [])) != 1:
+                raise QueryError("query: Required (one JSON-encoded query object)")
+            try:
+                parsed = json.loads(params["query"][0])
+            except ValueError:
+                raise QueryError("Invalid JSON in query parameter") from None
+            query = validate(parsed)
+            with self._cond:
+                observations = [observation(s) for s in self.spans]
+            rows = run(query, observations)
+        except QueryError as exc:
+            self._violation(f"metrics: {exc}")
+            self._reply(h, request, 400, {"message": str(exc), "error": "InvalidRequestError"})
+            return
+        with self._cond:
+            self.metric_queries.append(query)
+        self._reply(h, request, 200, {"data": rows})
+
+    def forget(self, span_id: str) -> None:
+        """Lose an ingested span, as Langfuse's worker does with one it cannot convert."""
+        with self._cond:
+            self.spans[:] = [s for s in self.spans if s.span_id != span_id]
 
     def _scores(self, h: BaseHTTPRequestHandler, request: LangfuseRequest) -> None:
         if "application/json" not in request.headers.get("content-type", ""):

@@ -1,7 +1,9 @@
 """A real OTLP/HTTP trace receiver for tests: a tiny HTTP server on 127.0.0.1:0 in a thread.
 
 It decodes `ExportTraceServiceRequest` protobuf bodies (gzip or plain) with opentelemetry-proto
-and records each request's headers and spans. Modes simulate a backend's failures:
+and records each request's headers and spans; a POST to `/v1/metrics` is decoded as an
+`ExportMetricsServiceRequest` instead (its metrics in `metrics`). Modes simulate a backend's
+failures:
 - `ok`     200 and record;
 - `refuse` nothing listens on the port (connection refused);
 - `hang`   accept, then sleep `hang_s` (10 s by default) before answering;
@@ -24,6 +26,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -64,6 +70,15 @@ class ReceivedSpan:
 
 
 @dataclass
+class ReceivedMetric:
+    """One decoded metric (its data points' count) with its resource."""
+
+    name: str
+    points: int
+    resource: dict[str, Any]
+
+
+@dataclass
 class ReceivedRequest:
     path: str
     headers: dict[str, str]
@@ -78,6 +93,7 @@ class OtlpReceiver:
         self.mode: Mode = mode
         self.hang_s = hang_s
         self.requests: list[ReceivedRequest] = []
+        self.metrics: list[ReceivedMetric] = []
         self.hits = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -153,6 +169,15 @@ class OtlpReceiver:
             raw = gzip.decompress(body)
         elif encoding == "deflate":
             raw = zlib.decompress(body)
+        if h.path.endswith("/v1/metrics"):
+            metrics = ExportMetricsServiceRequest()
+            metrics.ParseFromString(raw)
+            with self._cond:
+                self.metrics.extend(decode_metrics(metrics))
+                self._cond.notify_all()
+            reply = ExportMetricsServiceResponse().SerializeToString()
+            self._reply(h, 200, reply, "application/x-protobuf")
+            return
         request = ExportTraceServiceRequest()
         request.ParseFromString(raw)
         spans = decode_spans(request)
@@ -191,6 +216,17 @@ class OtlpReceiver:
                 self._cond.wait(left)
             return [s for r in self.requests for s in r.spans]
 
+    def wait_for_metrics(self, name: str, timeout_s: float = 5.0) -> list[ReceivedMetric]:
+        """The received metrics once one named `name` arrived (or the timeout passed)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not any(m.name == name for m in self.metrics):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return list(self.metrics)
+
     def wait_for_hits(self, n: int, timeout_s: float = 5.0) -> int:
         deadline = time.monotonic() + timeout_s
         with self._cond:
@@ -225,3 +261,16 @@ def decode_spans(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
         for ss in rs.scope_spans
         for span in ss.spans
     ]
+
+
+def decode_metrics(request: ExportMetricsServiceRequest) -> list[ReceivedMetric]:
+    """Every metric of an OTLP metrics export request, with its data point count."""
+    out: list[ReceivedMetric] = []
+    for rm in request.resource_metrics:
+        resource = {kv.key: any_value(kv.value) for kv in rm.resource.attributes}
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                points = len(getattr(metric, kind).data_points) if kind else 0
+                out.append(ReceivedMetric(metric.name, points, resource))
+    return out

@@ -403,5 +403,6 @@ async def test_openapi_documents_every_endpoint_with_its_errors(api: Api) -> Non
         if path.endswith(("/pause", "/resume")) or method == "DELETE":
             assert "409" in op["responses"], (method, path)
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    session_schema = spec["components"]["schemas"]["LiveSession"]["properties"]
+    session_schema = spec["components"]["schemas"]["LiveSessionView"]["properties"]
     assert "secrets_blurred" not in session_schema and "secrets_blurred_count" in session_schema
+    assert {"daily_budget_remaining", "audio_minutes_used"} <= set(session_schema)

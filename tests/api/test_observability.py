@@ -119,7 +119,8 @@ async def test_costs_filter_by_day_range(start_service) -> None:
     [
         ({"group_by": "user,planet"}, 422, "invalid_group_by"),
         ({"from": "2026-12-02", "to": "2026-12-01"}, 422, "invalid_range"),
-        ({"source": "langfuse"}, 501, "not_implemented"),
+        ({"source": "langfuse"}, 409, "langfuse_not_configured"),
+        ({"source": "langfuse", "group_by": "user"}, 422, "unsupported_group_by"),
     ],
 )
 async def test_bad_cost_queries_get_clear_errors(start_service, params, status, code) -> None:
@@ -215,8 +216,15 @@ async def test_the_endpoints_are_documented_with_examples(start_service) -> None
     costs = spec["paths"]["/api/observability/costs"]["get"]
     assert "example" in costs["responses"]["200"]["content"]["application/json"]
     assert "text/csv" in costs["responses"]["200"]["content"]
+    assert {"409", "502", "504"} <= costs["responses"].keys()
     health = spec["paths"]["/api/observability/health"]["get"]
     assert "503" in health["responses"]
+    example = health["responses"]["200"]["content"]["application/json"]["example"]
+    assert {"langfuse", "collector"} <= example.keys()
+    reconcile = spec["paths"]["/api/observability/costs/reconcile"]["get"]
+    rows = reconcile["responses"]["200"]["content"]["application/json"]["example"]["rows"]
+    assert {"ledger_usd", "langfuse_usd", "difference_usd"} <= rows[0].keys()
+    assert {"409", "502", "504"} <= reconcile["responses"].keys()
     assert "put" in spec["paths"]["/api/budgets/users/{user_id}"]
 
 

@@ -111,14 +111,26 @@ def test_the_telemetry_distribution_runs_a_session_with_only_opentelemetry(
         trace.turn_complete()
         summary = trace.end()
         tel.force_flush(5)
+        # Without the `grpc` extra, asking for OTLP/gRPC is a clear setup error.
+        from voicetrace.telemetry.setup import TelemetryConfigError, configure_providers
+        try:
+            configure_providers(env={"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+            grpc_error = None
+        except TelemetryConfigError as exc:
+            grpc_error = str(exc)
+        http = configure_providers(
+            env={"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none"}
+        ).plan.describe()
         print(json.dumps({
+            "grpc_error": grpc_error,
+            "http": http,
             "spans": sorted(s.name for s in memory.get_finished_spans()),
             "cost": str(summary.cost_usd),
             "settled": [s.number for s in settled],
             "otel": {d: importlib.metadata.version(d) for d in (
                 "opentelemetry-api", "opentelemetry-sdk", "opentelemetry-semantic-conventions")},
             "absent": [m for m in ("fastapi", "google.genai", "sqlalchemy", "pydantic",
-                                   "service", "telemetry")
+                                   "service", "telemetry", "grpc")
                        if absent(m)],
         }))
         """
@@ -142,4 +154,7 @@ def test_the_telemetry_distribution_runs_a_session_with_only_opentelemetry(
         "pydantic",
         "service",
         "telemetry",
+        "grpc",
     }
+    assert "voicetrace-telemetry[grpc]" in result["grpc_error"]
+    assert result["http"].startswith("traces → OTLP/HTTP http://localhost:4318/v1/traces")

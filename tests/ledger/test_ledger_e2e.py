@@ -181,6 +181,7 @@ async def test_a_replayed_settlement_is_not_counted_twice(start_service) -> None
                 day=r["day"],
                 settled_at=r["settled_at"],
                 usage_received=r["usage_received"],
+                usage_estimated=r["usage_estimated"],
                 cost_known=r["cost_known"],
                 cost_estimated=r["cost_estimated"],
                 usage=Usage.from_row(r),

@@ -1,6 +1,7 @@
-"""Telemetry fails open, end to end: with the OTLP backend refusing connections, hanging or
-answering 500, voice turns through the real service are as fast as with a healthy backend,
-sessions end promptly, and the lost spans are counted on `/health`."""
+"""Telemetry fails open, end to end: with the OTLP backend (over HTTP or gRPC) refusing
+connections, hanging or answering 500 (gRPC: INTERNAL), voice turns through the real service
+are as fast as with a healthy backend, sessions end promptly, and the lost spans are counted on
+`/health`."""
 
 from __future__ import annotations
 
@@ -55,8 +56,10 @@ class Run:
 
 @pytest.fixture
 def run_session(exported: Callable[..., Exported], start_service: Any) -> Callable[..., Any]:
-    async def run(mode: Mode) -> Run:
-        exp = exported(mode=mode, export_timeout_s=EXPORT_TIMEOUT_S, shutdown_s=1.0)
+    async def run(mode: Mode, protocol: str = "http/protobuf") -> Run:
+        exp = exported(
+            mode=mode, export_timeout_s=EXPORT_TIMEOUT_S, shutdown_s=1.0, protocol=protocol
+        )
         # flush_timeout_s bounds the bridge's own end-of-session flush (off the event loop).
         svc = await start_service(telemetry=exp.telemetry, flush_timeout_s=FLUSH_TIMEOUT_S)
         created = await svc.create_session("alice")
@@ -94,12 +97,13 @@ async def eventually(
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 @pytest.mark.parametrize("mode", ["refuse", "hang", "500"])
 async def test_a_failing_backend_neither_slows_turns_nor_delays_the_end_and_is_counted(
-    run_session: Callable[..., Any], mode: Mode
+    run_session: Callable[..., Any], mode: Mode, protocol: str
 ) -> None:
-    baseline = await run_session("ok")
-    failing = await run_session(mode)
+    baseline = await run_session("ok", protocol)
+    failing = await run_session(mode, protocol)
 
     # The voice path does not wait for telemetry: the same turns take the same time.
     allowed = baseline.median_ms + max(50.0, 0.5 * baseline.median_ms)
@@ -130,11 +134,12 @@ async def test_a_failing_backend_neither_slows_turns_nor_delays_the_end_and_is_c
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 @pytest.mark.parametrize("mode", ["refuse", "500"])
 async def test_every_span_a_failing_backend_lost_is_counted_as_dropped(
-    run_session: Callable[..., Any], mode: Mode
+    run_session: Callable[..., Any], mode: Mode, protocol: str
 ) -> None:
-    failing = await run_session(mode)
+    failing = await run_session(mode, protocol)
     assert failing.exp.telemetry.force_flush(3.0)  # failures are fast: the flush completes
     health = await failing.health()
     assert health["spans_exported"] == 0 and health["queue_size"] == 0

@@ -59,12 +59,45 @@ async def test_usage_after_turn_complete_counts_toward_the_session_budget(start_
     assert paused["budget"]["used"] == pytest.approx(float(cost))
 
 
-async def test_a_turn_without_usage_is_reported_after_the_usage_wait(start_service):
+async def test_a_turn_without_usage_is_reported_after_the_usage_wait_and_billed_by_estimate(
+    start_service,
+):
     svc = await start_service(scenario=Scenario(usage="none"), usage_wait_s=0.3)
     client = await _typed_turn_then_end(svc, "carol")
 
     (turn,) = client.of_type("turn_complete")
     (ended,) = client.of_type("session_ended")
-    assert turn["usage_received"] is False
+    # The client hears of the turn after the wait, with what was known then: no usage yet.
+    assert turn["usage_received"] is False and turn["usage_estimated"] is False
     assert turn["input_tokens"] == 0 and turn["cost_usd"] is None
-    assert ended["summary"]["input_tokens"] == 0
+    # Its generation went out for good at the end, estimated: the session bills it.
+    tokens, cost = _chat_cost(svc)
+    assert tokens > 0 and cost > 0
+    assert ended["summary"]["input_tokens"] == tokens
+    assert ended["summary"]["cost_usd"] == float(cost)
+
+
+async def test_an_estimated_turn_counts_toward_the_session_budget_during_the_session(
+    start_service,
+):
+    """No usage ever: turn 1 is estimated once turn 2 finished (its usage can no longer come),
+    and the estimate pauses a session over its budget — not only at the end."""
+    svc = await start_service(scenario=Scenario(usage="none"), usage_wait_s=0.3)
+    session = await svc.create_session("dave", budgets={"session_usd": 0.000001})
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("dave")) as client:
+        await client.wait_for("session_started")
+        await client.send("text", text="Hello there")
+        await client.wait_for("turn_complete")
+        await client.send("text", text="And another thing")
+        paused = await client.wait_for("session_paused", timeout=10)
+        assert not client.of_type("session_ended")
+        await client.send("end")
+        await client.wait_for("session_ended")
+    chats = {
+        s.attributes["voice.turn.number"]: s.attributes
+        for s in svc.finished_spans()
+        if s.name.startswith("chat ")
+    }
+    assert chats[1]["voice.usage.estimated"] is True
+    assert paused["reason"] == "budget_exhausted"
+    assert paused["budget"]["used"] >= float(Decimal(chats[1]["voice.cost.usd_decimal"]))

@@ -216,10 +216,13 @@ def test_metrics_are_recorded_by_the_emitter_and_visible_after_flush() -> None:
 
 
 def test_no_metric_reader_means_no_sdk_meter_provider_to_pay_for() -> None:
-    bare = configure_providers(env={"OTEL_TRACES_EXPORTER": "none"})
+    bare = configure_providers(
+        env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    )
     assert isinstance(bare.meter_provider, NoOpMeterProvider)
     read = configure_providers(
-        env={"OTEL_TRACES_EXPORTER": "none"}, metric_readers=[InMemoryMetricReader()]
+        env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
+        metric_readers=[InMemoryMetricReader()],
     )
     assert isinstance(read.meter_provider, MeterProvider)
     read.meter_provider.shutdown()

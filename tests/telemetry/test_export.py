@@ -33,7 +33,11 @@ def _tel(made: list[VoiceTelemetry], env: dict[str, str], **options: Any) -> Voi
     options.setdefault("export_timeout_s", 0.5)
     options.setdefault("schedule_delay_ms", 50)
     tel = configure_telemetry(
-        "voicetrace-test", env=env, pricing=PriceTable.load(None), usage_wait_s=0.1, **options
+        "voicetrace-test",
+        env={"OTEL_METRICS_EXPORTER": "none", **env},
+        pricing=PriceTable.load(None),
+        usage_wait_s=0.1,
+        **options,
     )
     made.append(tel)
     return tel
@@ -160,7 +164,14 @@ def test_full_queue_drops_are_counted_not_blocking(made) -> None:
             _session(tel)
         assert time.monotonic() - rx_hit < 0.5
         tel.force_flush(0.3)  # spans are built on the emitter thread; the export still hangs
-        assert tel.health()["spans_dropped"] >= 10 * 3 - 4 - 3  # queue 4, one batch in flight
+        # 30 spans; at most 4 wait in the queue and one batch (max_export_batch_size is capped
+        # at the queue size: 4) hangs in the exporter. The emitter thread may still be building
+        # the last spans when the bounded flush returns, so poll (bounded) for the count.
+        floor = 10 * 3 - 4 - 4
+        deadline = time.monotonic() + 3.0
+        while tel.health()["spans_dropped"] < floor and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert tel.health()["spans_dropped"] >= floor
         tel.shutdown(0.3)
 
 
@@ -246,7 +257,6 @@ def test_sdk_disabled_gives_no_op_providers() -> None:
     ("env", "message"),
     [
         ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
-        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http/protobuf"),
         ({"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER"),
         ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}, "number"),
         ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, r"\[0, 1\]"),

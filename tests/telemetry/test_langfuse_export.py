@@ -61,7 +61,7 @@ def test_langfuse_accepts_the_session_export_and_gets_only_its_own_headers(
     with LangfuseServer("pk-lf-1", "sk-lf-2") as lf:
         tel = configure_telemetry(
             "voicetrace-test",
-            env={"OTEL_TRACES_EXPORTER": "none", **lf.env()},
+            env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", **lf.env()},
             pricing=PriceTable.load(None),
             usage_wait_s=0.1,
             export_timeout_s=2.0,
@@ -139,6 +139,7 @@ def test_wrong_keys_are_refused_with_401_and_counted_as_dropped(
             **lf.env(),
             "LANGFUSE_SECRET_KEY": "sk-lf-wrong",
             "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
             "VOICETRACE_LANGFUSE_SCORES": "false",  # spans only here
         }
         tel = configure_telemetry(

@@ -37,6 +37,7 @@ def wire() -> list[ReceivedSpan]:
         tel = configure_telemetry(
             env={
                 "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": rx.traces_url,
             },
             pricing=PriceTable.load(None),
@@ -117,7 +118,7 @@ def test_usage_and_cost_only_on_generations_and_usage_is_not_doubled(wire) -> No
     obs = _obs(wire)
     for kind in ("span", "agent", "tool"):
         assert all(o.usage == {} and o.cost == {} for o in obs[kind]), kind
-    full = next(o for o in obs["generation"] if o.usage)
+    full, cut = sorted(obs["generation"], key=lambda o: o.level != "DEFAULT")
     # Langfuse takes usage_details as is (it replaces gen_ai.usage.*): no audio double count
     assert full.usage["total"] == 900 + 30 + 300 + 12
     assert full.usage["total"] == sum(v for key, v in full.usage.items() if key != "total")
@@ -127,8 +128,15 @@ def test_usage_and_cost_only_on_generations_and_usage_is_not_doubled(wire) -> No
     )
     assert full.model == "gemini-3.8-live"
     assert full.completion_start_time is not None
+    # The interrupted turn came without usage: it is estimated (a WARNING), from the context
+    # the first turn left (text: 300 prompt + 30 tool use; audio: 600 prompt + 300 answer),
+    # "and now?" (2 text tokens) and 20 ms of audio out (1 token, rounded up).
+    assert cut.level == "WARNING" and cut.status_message == "usage not received; estimated"
+    assert cut.usage["input_text_tokens"] == 330 + 2 and cut.usage["input_audio_tokens"] == 900
+    assert cut.usage["output_audio_tokens"] == 1
+    assert cut.usage["total"] == 1233
     sessions_cost = sum(o.cost.get("total", 0.0) for o in obs["generation"])
-    assert sessions_cost == pytest.approx(full.cost["total"])  # the usage-less turn adds nothing
+    assert sessions_cost == pytest.approx(full.cost["total"] + cut.cost["total"])
 
 
 def test_agent_observations_have_no_model(wire) -> None:

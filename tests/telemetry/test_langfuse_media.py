@@ -41,7 +41,12 @@ def _session(
     """A session configured from the environment as the service configures it: Langfuse
     credentials give a media uploader; capture + consent make the session record audio."""
     tel = configure_telemetry(
-        env={"OTEL_TRACES_EXPORTER": "none", "VOICETRACE_LANGFUSE_SCORES": "false", **lf.env()},
+        env={
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "VOICETRACE_LANGFUSE_SCORES": "false",
+            **lf.env(),
+        },
         pricing=PriceTable.load(None),
         capture_content=True,
         schedule_delay_ms=20,

@@ -27,7 +27,7 @@ def made() -> Iterator[list[VoiceTelemetry]]:
 def _tel(made: list[VoiceTelemetry], lf: LangfuseServer, **env: str) -> VoiceTelemetry:
     tel = configure_telemetry(
         "voicetrace-test",
-        env={"OTEL_TRACES_EXPORTER": "none", **lf.env(), **env},
+        env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", **lf.env(), **env},
         pricing=PriceTable.load(None),
         usage_wait_s=0.1,
         schedule_delay_ms=20,
@@ -118,6 +118,7 @@ def test_a_bad_switch_value_is_a_clear_config_error() -> None:
         configure_telemetry(
             env={
                 "OTEL_TRACES_EXPORTER": "none",
+                "OTEL_METRICS_EXPORTER": "none",
                 "LANGFUSE_PUBLIC_KEY": "pk",
                 "LANGFUSE_SECRET_KEY": "sk",
                 "VOICETRACE_LANGFUSE_SCORES": "maybe",

@@ -36,6 +36,7 @@ def sampled_out() -> Iterator[tuple[OtlpReceiver, Recorder, VoiceTelemetry]]:
         tel = configure_telemetry(
             env={
                 "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": rx.traces_url,
                 "OTEL_TRACES_SAMPLER": "always_off",
             },
@@ -156,7 +157,10 @@ def test_metrics_use_semconv_names_buckets_and_voice_instruments(traced: Traced)
 
 def test_configure_telemetry_accepts_metric_readers() -> None:
     reader = InMemoryMetricReader()
-    tel = configure_telemetry(env={"OTEL_TRACES_EXPORTER": "none"}, metric_readers=[reader])
+    tel = configure_telemetry(
+        env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
+        metric_readers=[reader],
+    )
     tel.start_session(session_info()).end()
     names = {
         m.name

@@ -60,7 +60,7 @@ def test_usage_after_turn_complete_settles_the_turn_with_that_usage(traced: Trac
     assert len(settled.turns) == 1
 
 
-def test_a_turn_whose_usage_never_comes_is_settled_at_the_end_without_usage(
+def test_a_turn_whose_usage_never_comes_is_settled_at_the_end_with_an_estimate(
     traced: Traced,
 ) -> None:
     settled = Settled()
@@ -70,8 +70,13 @@ def test_a_turn_whose_usage_never_comes_is_settled_at_the_end_without_usage(
     assert settled.turns == []
     summary = trace.end()
     (turn,) = settled.turns
-    assert not turn.usage_received and turn.cost_usd is None
-    assert summary is not None and summary.input_tokens == 0
+    # "hello" → 2 text tokens in; 4,800 bytes at 24 kHz = 100 ms → 2.5 → 3 audio tokens out
+    assert not turn.usage_received and turn.usage_estimated
+    assert (turn.input_tokens, turn.output_tokens) == (2, 3) and turn.cost_usd
+    assert summary is not None and summary.input_tokens == 2 and summary.cost_usd == turn.cost_usd
+    chat = traced.one("chat").attributes
+    assert chat[k.USAGE_ESTIMATED] is True and chat[k.USAGE_MISSING] is True
+    assert Decimal(chat[k.COST_USD_DECIMAL]) == turn.cost_usd
 
 
 def test_a_failing_callback_is_counted_and_never_raises(traced: Traced) -> None:
@@ -84,11 +89,11 @@ def test_a_failing_callback_is_counted_and_never_raises(traced: Traced) -> None:
     assert traced.tel.health()["tracer_errors"] >= 1
 
 
-def test_turns_beyond_the_deferred_window_are_settled_without_usage_oldest_first(
+def test_turns_beyond_the_deferred_window_are_settled_with_estimates_oldest_first(
     traced: Traced,
 ) -> None:
     """A session whose server never reports usage must not hold every turn open: beyond the
-    outbox's window of deferred generations the oldest turns settle (without usage)."""
+    outbox's window of deferred generations the oldest turns settle (estimated)."""
     settled = Settled()
     trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
     for _ in range(6):  # more finished turns without usage than the outbox defers
@@ -98,6 +103,7 @@ def test_turns_beyond_the_deferred_window_are_settled_without_usage_oldest_first
     assert settled.done.wait(2.0)
     assert [t.number for t in settled.turns][:2] == [1, 2]
     assert not any(t.usage_received for t in settled.turns)
+    assert all(t.usage_estimated for t in settled.turns)
     trace.end()
     assert sorted(t.number for t in settled.turns) == [1, 2, 3, 4, 5, 6, 7]
 

@@ -31,6 +31,7 @@ from voicetrace.service.settings import Settings
 from voicetrace.service.voice.audio import silence, speech_like
 from voicetrace.telemetry import PriceTable
 from voicetrace.telemetry.setup import configure_telemetry
+from voicetrace.telemetry.targets import ExportPlan, offline_defaults, plan_exports
 
 # What the spoken turns "say": the emulator cannot recognise speech, so transcripts are scripted.
 SPOKEN = [
@@ -108,6 +109,9 @@ async def _spoken(client: VoiceClient, seconds: float) -> None:
 
 async def run_demo(verbose: bool = True) -> int:
     started = time.perf_counter()
+    # Export only where told (never to a default port), checked before anything starts.
+    env = offline_defaults(os.environ)
+    plan = plan_exports(env)
     memory = InMemorySpanExporter()
     with tempfile.TemporaryDirectory(prefix="voicetrace-demo-") as tmp:
         async with Emulator(scenario=Scenario(user_says=SPOKEN)) as emulator:
@@ -123,7 +127,8 @@ async def run_demo(verbose: bool = True) -> int:
                 service_name="voicetrace-demo",
                 pricing=PriceTable.load(settings.prices_file),
                 extra_processors=[SimpleSpanProcessor(memory)],
-                env=_demo_env(),
+                env=env,
+                plan=plan,
             )
             app = create_app(
                 settings, telemetry=telemetry, tools=demo_registry(settings.tool_timeout_s)
@@ -163,7 +168,7 @@ async def run_demo(verbose: bool = True) -> int:
                 )
             print("\ntrace of the session:")
             print(format_trace(spans))
-            print(f"\n{len(spans)} spans; exported to: {_export_targets()}")
+            print(f"\n{len(spans)} spans; exported to: {export_line(plan)}")
             print(f"demo finished in {time.perf_counter() - started:.1f} s")
             telemetry.shutdown(5.0)
     return 0
@@ -198,30 +203,11 @@ async def _conversation(client: VoiceClient, verbose: bool) -> None:
     await client.wait_for("turn_complete", count=6, timeout=15)
 
 
-def _demo_env() -> dict[str, str]:
-    """The demo exports over OTLP only when told where; otherwise it keeps spans in memory."""
-    env = dict(os.environ)
-    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    )
-    if not endpoint and "OTEL_TRACES_EXPORTER" not in env:
-        env["OTEL_TRACES_EXPORTER"] = "none"
-    env.setdefault("OTEL_METRICS_EXPORTER", "none")
-    return env
-
-
-def _export_targets() -> str:
-    targets = ["in-memory (this tree)"]
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    ):
-        endpoint = (
-            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            or os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
-        )
-        targets.append(f"OTLP {endpoint}")
-    if os.environ.get("LANGFUSE_HOST") and os.environ.get("LANGFUSE_PUBLIC_KEY"):
-        targets.append(f"Langfuse {os.environ['LANGFUSE_HOST']}")
-    if len(targets) == 1:
-        targets.append("nothing else (set OTEL_EXPORTER_OTLP_ENDPOINT or LANGFUSE_* to export)")
-    return ", ".join(targets)
+def export_line(plan: ExportPlan) -> str:
+    """Where this run's telemetry went: rendered from the plan its providers were built from."""
+    if plan.disabled:
+        return "nothing (OTEL_SDK_DISABLED=true: no spans were recorded)"
+    line = f"in-memory (this tree); {plan.describe()}"
+    if not plan.traces:
+        line += " (set OTEL_EXPORTER_OTLP_ENDPOINT or LANGFUSE_PUBLIC_KEY/SECRET_KEY to export)"
+    return line

@@ -30,6 +30,7 @@ class LiveSetup:
     silence_duration_ms: int
     system_tokens: int
     tools_tokens: int
+    media_resolution: str | None = None  # LOW | MEDIUM | HIGH; None: the model's default
 
 
 def parse_setup(setup: Any, default_silence_ms: int, version: str) -> LiveSetup:
@@ -74,6 +75,13 @@ def parse_setup(setup: Any, default_silence_ms: int, version: str) -> LiveSetup:
         ) from None
     if silence_ms <= 0:
         raise CloseError(1007, "Invalid argument: silence_duration_ms must be positive.")
+    resolution = pick(generation, "mediaResolution")
+    if resolution is not None:
+        resolution = str(resolution).upper().removeprefix("MEDIA_RESOLUTION_")
+        if resolution == "UNSPECIFIED":
+            resolution = None
+        elif resolution not in ("LOW", "MEDIUM", "HIGH"):
+            raise CloseError(1007, "Invalid argument: unknown media_resolution.")
     resumption = pick(setup, "sessionResumption")
     return LiveSetup(
         model=model,
@@ -87,4 +95,5 @@ def parse_setup(setup: Any, default_silence_ms: int, version: str) -> LiveSetup:
         silence_duration_ms=silence_ms,
         system_tokens=system_tokens(pick(setup, "systemInstruction")),
         tools_tokens=tools_tokens,
+        media_resolution=resolution,
     )

@@ -6,6 +6,11 @@ The rules (exact, so tests can assert numbers):
   one piece);
 - audio: 25 tokens per second, `ceil(samples * 25 / rate)`; input audio is counted from the
   samples the server received (16 kHz), output audio from the samples it sent (24 kHz);
+- images (realtime video frames, JPEG or PNG): a fixed count per frame by media resolution, as
+  Gemini documents it (docs/emulator.md): Gemini 3 models 70 tokens at LOW and MEDIUM (the
+  default) and 280 at HIGH; Gemini 2.x models 258 (66 at LOW). Realtime frames join the context
+  when they arrive (as the SDK documents for `send_realtime_input`), so every later turn re-bills
+  them, reported as `IMAGE` in `promptTokensDetails`;
 - system instruction: the text of its parts joined, as one piece;
 - each function declaration: `8 + text(name) + text(description)`;
 - a function response: `text(json.dumps(response, sort_keys=True, separators=(",", ":")))`;
@@ -30,6 +35,15 @@ AUDIO_TOKENS_PER_S = 25
 INPUT_RATE = 16_000
 OUTPUT_RATE = 24_000
 TOOL_DECLARATION_OVERHEAD = 8
+# Tokens per video frame by `generationConfig.mediaResolution` (None: unspecified).
+FRAME_TOKENS_GEMINI_3 = {None: 70, "LOW": 70, "MEDIUM": 70, "HIGH": 280}
+FRAME_TOKENS_GEMINI_2 = {None: 258, "LOW": 66, "MEDIUM": 258, "HIGH": 258}
+
+
+def frame_tokens(model: str, resolution: str | None) -> int:
+    """Tokens one realtime video frame costs on `model` at `resolution` (LOW/MEDIUM/HIGH)."""
+    old = model.startswith(("gemini-2", "gemini-live-2"))
+    return (FRAME_TOKENS_GEMINI_2 if old else FRAME_TOKENS_GEMINI_3)[resolution]
 
 
 def text_tokens(text: str) -> int:
@@ -64,6 +78,7 @@ class Context:
 
     text: int = 0
     audio: int = 0
+    image: int = 0  # realtime video frames, added as they arrive
 
 
 @dataclass
@@ -84,7 +99,7 @@ class TurnUsage:
     def metadata(self, context: Context, *, rest: bool = False) -> dict[str, Any]:
         prompt_text = context.text + self.input_text
         prompt_audio = context.audio + self.input_audio
-        prompt = prompt_text + prompt_audio
+        prompt = prompt_text + prompt_audio + context.image
         response = self.output_text + self.output_audio
         usage: dict[str, Any] = {"promptTokenCount": prompt}
         usage["candidatesTokenCount" if rest else "responseTokenCount"] = response
@@ -93,7 +108,9 @@ class TurnUsage:
         if self.thoughts:
             usage["thoughtsTokenCount"] = self.thoughts
         usage["totalTokenCount"] = prompt + response + self.tool_use + self.thoughts
-        usage["promptTokensDetails"] = _details(TEXT=prompt_text, AUDIO=prompt_audio)
+        usage["promptTokensDetails"] = _details(
+            TEXT=prompt_text, AUDIO=prompt_audio, IMAGE=context.image
+        )
         details = _details(TEXT=self.output_text, AUDIO=self.output_audio)
         if details:
             usage["candidatesTokensDetails" if rest else "responseTokensDetails"] = details

@@ -11,12 +11,13 @@ from starlette.websockets import WebSocket
 from voicetrace.emulator.generation import TurnEngine
 from voicetrace.emulator.protocol import CloseError, b64decode_any, has, pick
 from voicetrace.emulator.state import EmulatorState
-from voicetrace.emulator.usage import text_tokens
+from voicetrace.emulator.usage import frame_tokens, text_tokens
 from voicetrace.emulator.vad import Endpointer
 
 # Per-session bound on typed text kept for the assistant until turnComplete (tokens are counted
 # in full regardless): a client that never completes a turn cannot grow the emulator.
 MAX_PENDING_CHARS = 64 * 1024
+IMAGE_MIME_TYPES = ("image/jpeg", "image/png")
 
 
 def _newest(texts: list[str], limit: int) -> list[str]:
@@ -40,6 +41,7 @@ class UserInput(TurnEngine):
         self._billed_samples = 0  # input samples already billed to a turn
         self._activity_samples: int | None = None  # manual activity: samples since activityStart
         self._pending_user: list[str] = []  # user texts since the last model turn, not answered
+        self.frames_received = 0  # realtime video frames of this connection
 
     async def _client_content(self, content: dict[str, Any]) -> None:
         turns = pick(content, "turns") or []
@@ -62,18 +64,24 @@ class UserInput(TurnEngine):
 
     async def _realtime_input(self, realtime: dict[str, Any]) -> None:
         assert self.setup is not None and self.vad is not None
-        chunks = list(pick(realtime, "mediaChunks") or [])
+        # (blob, sent as `video`): the deprecated `mediaChunks` carry audio or images by mime type.
+        chunks = [(c, False) for c in pick(realtime, "mediaChunks") or []]
         if has(realtime, "audio"):
-            chunks.append(pick(realtime, "audio"))
-        for chunk in chunks:
-            mime = str(pick(chunk, "mimeType") or "audio/pcm")
-            if not mime.startswith("audio/"):
-                continue  # video/image frames: accepted, not analysed
+            chunks.append((pick(realtime, "audio"), False))
+        if has(realtime, "video"):
+            chunks.append((pick(realtime, "video"), True))
+        for chunk, video in chunks:
+            mime = str(pick(chunk, "mimeType") or ("image/jpeg" if video else "audio/pcm"))
             try:
-                pcm = b64decode_any(pick(chunk, "data") or "")
+                data = b64decode_any(pick(chunk, "data") or "")
             except ValueError as exc:
                 raise CloseError(1007, f"Invalid argument: {exc}") from None
-            await self._audio(pcm)
+            if mime.startswith("audio/") and not video:
+                await self._audio(data)
+            elif mime in IMAGE_MIME_TYPES:
+                self._frame(data)
+            else:
+                raise CloseError(1007, f"Invalid argument: unsupported mime type {mime[:40]!r}.")
         manual = self.setup.manual_activity
         if has(realtime, "activityStart") or has(realtime, "activityEnd"):
             if not manual:
@@ -104,6 +112,15 @@ class UserInput(TurnEngine):
 
     def _answering(self) -> bool:
         return self.generation is not None and not self.generation.done()
+
+    def _frame(self, image: bytes) -> None:
+        """A camera/screen frame: billed at the setup's media resolution, into the context at
+        once (not analysed: the assistant's answers do not depend on what it shows)."""
+        assert self.setup is not None
+        if not image:
+            raise CloseError(1007, "Invalid argument: empty video frame.")
+        self.conv.context.image += frame_tokens(self.setup.model, self.setup.media_resolution)
+        self.frames_received += 1
 
     async def _audio(self, pcm: bytes) -> None:
         assert self.setup is not None and self.vad is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -16,6 +17,7 @@ from voicetrace.service.voice.tools import ToolRegistry
 def _serve(args: argparse.Namespace) -> int:
     from voicetrace.service.app import create_app
     from voicetrace.service.server import VoiceServer, uvicorn_config
+    from voicetrace.telemetry.targets import plan_exports
 
     overrides = {
         k: v
@@ -24,6 +26,9 @@ def _serve(args: argparse.Namespace) -> int:
     }
     settings = Settings(**overrides)
     settings.check_servable()
+    # A bad exporter variable (an unknown protocol, grpc not installed…) is a message here,
+    # before uvicorn starts, not a failed application startup.
+    plan_exports(os.environ)
     tools = load_tools(args.tools, settings.tool_timeout_s) if args.tools else None
     app = create_app(settings, tools=tools)
     config = uvicorn_config(

@@ -7,6 +7,7 @@ It behaves like a well-mannered app: it plays model audio (instantly, by default
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import Callable
@@ -77,6 +78,11 @@ class VoiceClient:
         message = {"type": type_, **fields}
         self.sent.append(message)
         await self.ws.send(json.dumps(message))
+
+    async def send_frame(self, source: str, image: bytes, mime_type: str = "image/jpeg") -> None:
+        """One camera or screen frame (`video_frame`, base64 in JSON)."""
+        data = base64.b64encode(image).decode("ascii")
+        await self.send("video_frame", source=source, mime_type=mime_type, data=data)
 
     async def say(self, pcm16_16k: bytes, frame_ms: int = 20, pace_s: float = 0.0) -> None:
         """Stream audio as the microphone would, `frame_ms` per frame (unpaced by default)."""

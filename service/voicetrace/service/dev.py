@@ -16,7 +16,7 @@ import secrets
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -30,6 +30,7 @@ from voicetrace.service.server import serve_in_background
 from voicetrace.service.settings import Settings
 from voicetrace.telemetry import PriceTable
 from voicetrace.telemetry.setup import configure_telemetry
+from voicetrace.telemetry.targets import ExportPlan, offline_defaults, plan_exports
 
 DEV_USER = "dev-user"
 TOKEN_TTL_S = 12 * 3600
@@ -60,18 +61,6 @@ def dev_scenario() -> Scenario:
     return Scenario(user_says=DEV_SAYS, realtime=True)
 
 
-def export_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """Export spans over OTLP only when told where (like the demo); never to a default port."""
-    env = dict(environ)
-    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    )
-    if not endpoint and "OTEL_TRACES_EXPORTER" not in env:
-        env["OTEL_TRACES_EXPORTER"] = "none"
-    env.setdefault("OTEL_METRICS_EXPORTER", "none")
-    return env
-
-
 async def run_dev(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -84,6 +73,9 @@ async def run_dev(
 ) -> int:
     """Run until `stop` is set or SIGINT/SIGTERM arrives; then shut down cleanly."""
     stop = stop or asyncio.Event()
+    # Checked before anything starts: a bad exporter variable is a message, not a traceback.
+    env = offline_defaults(os.environ)
+    plan = plan_exports(env)
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,7 +99,8 @@ async def run_dev(
                 telemetry = configure_telemetry(
                     service_name="voicetrace-dev",
                     pricing=PriceTable.load(settings.prices_file),
-                    env=export_env(os.environ),
+                    env=env,
+                    plan=plan,
                 )
                 try:
                     app = create_app(
@@ -129,7 +122,7 @@ async def run_dev(
                             app_url=f"{server.base_url}/app#token={token}",
                             user=user,
                         )
-                        _print_banner(info, scenario or dev_scenario(), out)
+                        _print_banner(info, scenario or dev_scenario(), plan, out)
                         if on_ready is not None:
                             on_ready(info)
                         await stop.wait()
@@ -142,7 +135,7 @@ async def run_dev(
     return 0
 
 
-def _print_banner(info: DevServer, scenario: Scenario, out: TextIO) -> None:
+def _print_banner(info: DevServer, scenario: Scenario, plan: ExportPlan, out: TextIO) -> None:
     says = [s if isinstance(s, str) else s.says for s in scenario.user_says]
     lines = [
         f"voicetrace dev — service {info.service_url}, Gemini Live emulator {info.emulator_url}",
@@ -154,6 +147,7 @@ def _print_banner(info: DevServer, scenario: Scenario, out: TextIO) -> None:
         *(f"  {i}. {text}" for i, text in enumerate(says, 1)),
         f"  then {scenario.fallback_says!r}.",
         "",
+        f"Telemetry: {plan.describe()}.",
         f"API docs: {info.service_url}/docs · health: {info.service_url}/health · Ctrl-C to stop.",
     ]
     print("\n".join(lines), file=out, flush=True)

@@ -1,7 +1,8 @@
 """All service configuration, read once from the environment (and `.env`).
 
 Telemetry export is configured by the standard `OTEL_*` variables (and `LANGFUSE_*` for direct
-export), which the OTel SDK and `telemetry.setup` read themselves; they are not repeated here.
+export), which the OTel SDK and `telemetry.setup` read themselves; only the Langfuse keys and host
+are read here too, for the service's own calls to Langfuse's API (costs, reconcile, health).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import secrets
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +75,13 @@ class Settings(BaseSettings):
     # Typed input is billed as prompt tokens (about 4 characters each): a sustained rate, with a
     # burst of a quarter of it. Over the limit, the text is refused with `error{rate_limited}`.
     max_text_tokens_per_minute: int = Field(default=12_000, ge=1, le=10_000_000)
+    # Camera and screen frames (`video_frame`, JPEG or PNG): decoded bytes per frame, and frames
+    # per second per source (Gemini Live samples video at about 1 fps; frames beyond the rate are
+    # refused with `error{video_rate_limited}`). `media_resolution` (None: the model's default)
+    # sets the tokens each frame costs (docs/costs.md).
+    max_video_frame_bytes: int = Field(default=256_000, ge=1_024, le=8_000_000)
+    max_video_fps: float = Field(default=2.0, gt=0, le=60)
+    media_resolution: Literal["low", "medium", "high"] | None = None
 
     # Telemetry (export targets come from OTEL_* / LANGFUSE_* env vars)
     agent_name: str = "voicetrace"
@@ -117,6 +126,30 @@ class Settings(BaseSettings):
     # each turn's audio as Langfuse media.
     langfuse_scores: bool = True
     langfuse_media: bool = True
+    # Langfuse's public API, read by `/api/observability/costs?source=langfuse`, `/costs/reconcile`
+    # and `/api/observability/health`: the standard variables the direct export reads, or the
+    # VOICETRACE_-prefixed ones to read Langfuse without exporting to it directly (spans going
+    # through a collector instead, as in docker-compose.yml).
+    langfuse_public_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VOICETRACE_LANGFUSE_PUBLIC_KEY", "LANGFUSE_PUBLIC_KEY"),
+    )
+    langfuse_secret_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VOICETRACE_LANGFUSE_SECRET_KEY", "LANGFUSE_SECRET_KEY"),
+    )
+    langfuse_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "VOICETRACE_LANGFUSE_HOST", "LANGFUSE_HOST", "LANGFUSE_BASE_URL"
+        ),
+    )
+    langfuse_query_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Health probes (Langfuse health + auth, the collector): each bounded by this timeout, their
+    # results reused for `health_cache_s` so that polling `/health` stays cheap.
+    collector_health_url: str | None = None  # e.g. http://otel-collector:13133/ (health_check)
+    health_probe_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    health_cache_s: float = Field(default=5.0, ge=0, le=300)
 
     @field_validator("budget_timezone")
     @classmethod

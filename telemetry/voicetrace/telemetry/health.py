@@ -21,6 +21,8 @@ COUNTERS = (
     "emit_dropped",
     "usage_late",
     "usage_ignored",
+    "usage_estimated",
+    "usage_after_estimate",
     "kept_error_traces",
     "kept_buffer_evictions",
 )

@@ -123,6 +123,10 @@ SESSION_AUDIO_IN_S: Final = "voice.session.audio_in_s"
 SESSION_AUDIO_OUT_S: Final = "voice.session.audio_out_s"
 SESSION_RECONNECTS: Final = "voice.session.reconnects"
 SESSION_RECORDING_CONSENT: Final = "voice.session.recording_consent"
+SESSION_CAMERA_TOKENS: Final = "voice.session.camera_tokens"
+SESSION_SCREEN_TOKENS: Final = "voice.session.screen_tokens"
+SESSION_CAMERA_FRAMES: Final = "voice.session.camera_frames"
+SESSION_SCREEN_FRAMES: Final = "voice.session.screen_frames"
 # connect
 CONNECT_RESUMED: Final = "voice.connect.resumed"
 CONNECT_RECONNECT_REASON: Final = "voice.connect.reconnect_reason"
@@ -149,7 +153,14 @@ AUDIO_UNHEARD_COST_USD: Final = "voice.audio.unheard_cost_usd"
 USAGE_TOOL_USE_PROMPT_TOKENS: Final = "voice.usage.tool_use_prompt_tokens"
 USAGE_REPORTED_TOTAL_TOKENS: Final = "voice.usage.reported_total_tokens"
 USAGE_LATE: Final = "voice.usage.late"
-USAGE_MISSING: Final = "voice.usage.missing"
+USAGE_MISSING: Final = "voice.usage.missing"  # Gemini reported no usage for the turn
+USAGE_ESTIMATED: Final = "voice.usage.estimated"  # ...so its tokens were estimated (estimates)
+COST_ESTIMATED: Final = "voice.cost.estimated"  # no price entry: the table's fallback priced it
+# image input tokens by source (telemetry.frames), and the frames forwarded during the turn
+USAGE_CAMERA_TOKENS: Final = "voice.usage.camera_tokens"
+USAGE_SCREEN_TOKENS: Final = "voice.usage.screen_tokens"
+VIDEO_CAMERA_FRAMES: Final = "voice.video.camera_frames"
+VIDEO_SCREEN_FRAMES: Final = "voice.video.screen_frames"
 COST_USD: Final = "voice.cost.usd"
 COST_USD_DECIMAL: Final = "voice.cost.usd_decimal"
 COST_PRICE_KEY: Final = "voice.cost.price_model"

@@ -6,6 +6,12 @@ usage is there, or when waiting is over; each tool once it has a result (or is a
 the end). The work itself — spans, metrics — is one `SessionWriter.emit` job per decision on
 the emitter thread. The session's billed totals (tokens, exact Decimal cost) are kept here,
 as cheap sums, because `end()` must return them at once.
+
+A generation that goes out for good without usage (nothing came within the wait, nor while it
+was deferred) is estimated here (`estimates.estimate_usage`), from what was streamed and the
+context carried into the turn: the last reported context plus the estimates since. The
+estimate is final, like reported usage: the span, the settled summary, budgets and the ledger
+all get it, once.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from voicetrace.telemetry.estimates import context_after, estimate_usage
 from voicetrace.telemetry.prices import Cost, PriceTable
 from voicetrace.telemetry.records import TurnSummary
 from voicetrace.telemetry.turns import ToolRecord, TurnRecord
@@ -21,6 +28,9 @@ from voicetrace.telemetry.usage import UsageBreakdown
 from voicetrace.telemetry.writer import SessionWriter
 
 _DEFERRED_CHATS = 4  # finished turns whose generation may still wait for usage
+# Settled turns whose carried context is kept, for a deferred turn that settles after later
+# ones: more than the session's window of recent turns (a turn leaving it settles at once).
+_CONTEXTS = 64
 
 
 class TurnOutbox:
@@ -35,18 +45,25 @@ class TurnOutbox:
         model: str,
         usage_wait_ns: int,
         settled: Callable[[TurnSummary], None],
+        context_tokens: int = 0,
     ) -> None:
         self._w, self._submit, self._schedule = writer, submit, schedule
         self._settled = settled
         self._prices, self._model, self._wait_ns = prices, model, usage_wait_ns
         self._waiting: list[TurnRecord] = []  # finished, generation not handed over yet
         self._billed: list[tuple[UsageBreakdown, Cost | None]] = []
+        self.image_totals = (0, 0)  # billed image tokens by source (camera, screen)
         self._cost_cache: tuple[Any, Cost | None] | None = None
         self._reported_audio = (0.0, 0.0)
+        self._newest_closed = 0  # the latest turn number that finished
+        # Turn number → the context the next turn carries, for the latest settled turns (a
+        # deferred turn may settle after later ones; it is estimated from those before it).
+        self._contexts: dict[int, dict[str, int]] = {0: {"text": max(context_tokens, 0)}}
 
     # -- decisions --------------------------------------------------------------------------------
     def close(self, t: TurnRecord, now: int, audio_in_s: float, audio_out_ms: float) -> TurnSummary:
         """A turn just finished: its summary now; its spans now or once usage is in."""
+        self._newest_closed = max(self._newest_closed, t.number)
         cost = self.cost_of(t)
         t.summary = summary = t.make_summary(cost.total if cost is not None else None)
         d_in, d_out = self._audio_delta(audio_in_s, audio_out_ms)
@@ -70,16 +87,19 @@ class TurnOutbox:
             self.emit(rec.turn, now)  # a non-blocking result after its turn went out
 
     def flush_due(self, now: int) -> None:
-        """Emit finished turns whose usage wait is over; stop waiting for the oldest
-        generations beyond `_DEFERRED_CHATS`."""
+        """Emit finished turns whose usage wait is over. Stop waiting for a generation whose
+        usage can no longer come — a later turn finished, so a snapshot now belongs to that one
+        (`TurnBook.usage_target`) — and for the oldest beyond `_DEFERRED_CHATS`."""
         if not self._waiting:
             return
         for t in list(self._waiting):
             if t.state == "finished" and now >= t.deadline_ns:
                 self.emit(t, now)
         deferred = [t for t in self._waiting if t.state == "emitted"]
-        for t in deferred[: max(len(deferred) - _DEFERRED_CHATS, 0)]:
-            self.emit(t, now, final=True)
+        overflow = len(deferred) - _DEFERRED_CHATS
+        for i, t in enumerate(deferred):
+            if i < overflow or t.number < self._newest_closed:
+                self.emit(t, now, final=True)
 
     def emit_final(self, turns: Iterable[TurnRecord], now: int) -> None:
         """The session ends (or the turns leave the recent window): everything goes out."""
@@ -107,11 +127,19 @@ class TurnOutbox:
             # The turn's usage is settled: final now, whatever comes later is ignored.
             t.chat_emitted = True
             self._forget(t)
+            if t.usage is None and t.response_start_ns is not None:
+                # Gemini reported nothing and nothing more will be waited for: estimate.
+                t.usage, t.usage_estimated = estimate_usage(t, self._context_before(t)), True
             usage, cost = t.breakdown(), self.cost_of(t)
+            if usage is not None:
+                self._carry(t.number, context_after(usage))
             if t.usage is not None or t.response_start_ns is not None:
                 chat = (usage, cost, t.usage_late)
                 if usage is not None:
                     self._billed.append((usage, cost))
+                    camera, screen = t.image_split()
+                    total_camera, total_screen = self.image_totals
+                    self.image_totals = (total_camera + camera, total_screen + screen)
             # else: nothing generated and nothing billed: no generation
             self._settled(t.make_summary(cost.total if cost is not None else None))
         if turn or tools or chat is not None:
@@ -152,6 +180,17 @@ class TurnOutbox:
         last_in, last_out = self._reported_audio
         self._reported_audio = (max(audio_in_s, last_in), max(audio_out_s, last_out))
         return max(audio_in_s - last_in, 0.0), max(audio_out_s - last_out, 0.0)
+
+    def _context_before(self, t: TurnRecord) -> dict[str, int]:
+        """The context carried into `t`: that after the latest settled turn before it (if that
+        was forgotten, the oldest known: an over- rather than an under-estimate)."""
+        before = [n for n in self._contexts if n < t.number]
+        return self._contexts[max(before) if before else min(self._contexts)]
+
+    def _carry(self, number: int, context: dict[str, int]) -> None:
+        self._contexts[number] = context
+        if len(self._contexts) > _CONTEXTS:
+            del self._contexts[min(self._contexts)]
 
     def _forget(self, t: TurnRecord) -> None:
         # By identity: records compare by value, and a turn may never have waited at all.

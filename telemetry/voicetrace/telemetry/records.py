@@ -126,7 +126,14 @@ class TurnSummary:
     audio_out_ms: float = 0.0
     heard_ms: float | None = None
     interrupted: bool = False
-    usage_received: bool = False
+    usage_received: bool = False  # Gemini reported this turn's usage
+    usage_estimated: bool = False  # it did not: the tokens are `estimates.estimate_usage`'s
+    # The turn's image input tokens split by source (telemetry.frames), and the frames of each
+    # source forwarded during the turn.
+    camera_tokens: int = 0
+    screen_tokens: int = 0
+    camera_frames: int = 0
+    screen_frames: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able (cost as a float: the edge where money is rounded)."""
@@ -153,6 +160,10 @@ class SessionSummary:
     audio_in_s: float
     audio_out_s: float
     reconnects: int = 0
+    camera_tokens: int = 0
+    screen_tokens: int = 0
+    camera_frames: int = 0
+    screen_frames: int = 0
 
     @property
     def audio_minutes(self) -> float:

@@ -15,7 +15,8 @@ Turn rules (Gemini Live with server-side VAD only, no local VAD model needed):
 - the server's `interrupted` cuts the current turn too; a cut turn waits for the server's
   `turn_complete`, which returns its summary (so numbering stays right);
 - `turn_complete` finishes the turn; its spans go out when its usage is there, or after
-  `usage_wait_s` (usage that comes later still lands on the turn's generation).
+  `usage_wait_s` (usage that comes later still lands on the turn's generation, until a later
+  turn finishes); a generation that goes out for good without usage is estimated (`estimates`).
 
 Long because: it is the public API, one small fail-open method per voice event; the state
 machine (`turnbook`), emission (`outbox`) and span building (`writer`) live elsewhere.
@@ -31,6 +32,7 @@ from typing import Any, Literal, TypeVar
 
 from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.emitter import Emitter
+from voicetrace.telemetry.estimates import text_tokens
 from voicetrace.telemetry.health import TelemetryHealth
 from voicetrace.telemetry.media import AudioCapture
 from voicetrace.telemetry.outbox import TurnOutbox
@@ -105,6 +107,9 @@ class SessionTrace:
             info.model,
             int(usage_wait_s * 1e9),
             self._settled.append,
+            # The context a first turn without usage carries: the system prompt (tool
+            # declarations are not known here); every reported usage corrects it.
+            context_tokens=text_tokens(info.system_prompt or ""),
         )
         self._book = TurnBook(self._out)
         self._content = content  # False: text is never kept, so nothing is redacted either
@@ -210,8 +215,15 @@ class SessionTrace:
         now = at_ns or time.time_ns()
         t = self._book.user_turn(now, "user_text")
         t.user_end_ns = now
+        t.text_in_tokens += text_tokens(text)
         if self._content:
             t.user_text.append(text if not t.user_text else " " + text)
+
+    @_guard()
+    def video_frame(self, source: Literal["camera", "screen"]) -> None:
+        """A camera or screen-share frame was forwarded to the model: the turn's image tokens
+        are split by source in proportion to these (telemetry.frames)."""
+        self._book.frame(source)
 
     @_guard()
     def user_activity(self, kind: Literal["start", "end"]) -> None:
@@ -260,6 +272,7 @@ class SessionTrace:
         t = book.cut or book.turn or book.open(now, "model")
         if not thought:
             t.mark_output(now, audible=True)
+            t.text_out_tokens += text_tokens(text)
         if self._content:
             (t.thoughts if thought else t.output_text).append(text)
 
@@ -344,10 +357,16 @@ class SessionTrace:
         if not isinstance(u, UsageSnapshot):
             raise TypeError("usage() takes a UsageSnapshot")
         t = self._book.usage_target()
-        if t is None or t.chat_emitted:  # none, or its generation already went out with usage
+        if t is None or t.chat_emitted:  # none, or its generation already went out for good
             self._counters.add("usage_ignored")
+            last = next(reversed(self._book.recent.values()), None)
+            if last is not None and last.usage_estimated:
+                # Most likely that turn's own usage, after its estimate went out for good: the
+                # estimate stays (ledger, budgets, spans): never both, never a correction.
+                self._counters.add("usage_after_estimate")
             return
         t.usage = u  # the last snapshot of a turn wins; never summed
+        t.frames_seen = (self._book.camera_frames, self._book.screen_frames)
         if t.state != "open":
             t.usage_late = t.state == "emitted"
             if t.usage_late:
@@ -457,6 +476,9 @@ class SessionTrace:
     def _notify_settled(self) -> None:
         with self._lock:
             settled, self._settled[:] = list(self._settled), []
+        estimated = sum(1 for summary in settled if summary.usage_estimated)
+        if estimated:
+            self._counters.add("usage_estimated", estimated)
         callback = self._on_turn_settled
         if callback is None:
             return
@@ -473,6 +495,7 @@ class SessionTrace:
 
     def _summary(self, reason: str, now: int) -> SessionSummary:
         tokens_in, tokens_out, by_modality, cost = self._out.totals()
+        camera, screen = self._out.image_totals
         book = self._book
         return SessionSummary(
             session_id=self.info.session_id,
@@ -489,4 +512,8 @@ class SessionTrace:
             audio_in_s=book.audio_in_s,
             audio_out_s=book.audio_out_ms / 1000.0,
             reconnects=self._reconnects,
+            camera_tokens=camera,
+            screen_tokens=screen,
+            camera_frames=book.camera_frames,
+            screen_frames=book.screen_frames,
         )

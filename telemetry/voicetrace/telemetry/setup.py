@@ -1,10 +1,14 @@
-"""Export setup from the standard environment: OTLP, console, direct Langfuse, sampling.
+"""Export setup from the standard environment: OTLP (HTTP or gRPC), console, direct Langfuse,
+sampling.
 
-Standard OTel variables work as documented by OTel (`OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
-`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT/HEADERS/PROTOCOL/TIMEOUT`,
-`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_TRACES_SAMPLER[_ARG]`), plus direct
-Langfuse export when `LANGFUSE_PUBLIC_KEY`/`LANGFUSE_SECRET_KEY` are set (a second, plain OTLP
-exporter: the Langfuse SDK's own processor costs ~5x per span). Secrets are never logged.
+`targets.plan_exports` reads and checks the exporter variables (`OTEL_TRACES_EXPORTER`,
+`OTEL_METRICS_EXPORTER`, `OTEL_EXPORTER_OTLP_[{SIGNAL}_]PROTOCOL/ENDPOINT/INSECURE`, Langfuse
+keys) into an `ExportPlan`; `configure_providers` builds exactly that plan. Also honoured:
+`OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
+and what the SDK exporters read themselves (headers, compression, certificates, timeouts).
+Direct Langfuse export when `LANGFUSE_PUBLIC_KEY`/`LANGFUSE_SECRET_KEY` are set is a second,
+plain OTLP exporter (the Langfuse SDK's own processor costs ~5x per span). Secrets are never
+logged.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from urllib.parse import unquote
 
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -36,20 +44,33 @@ from voicetrace.telemetry.core import VoiceTelemetry
 from voicetrace.telemetry.export import CountingSpanExporter, ErrorKeepingProcessor, ExportProcessor
 from voicetrace.telemetry.health import TelemetryHealth
 from voicetrace.telemetry.keys import LF_RELEASE
-from voicetrace.telemetry.langfuse_export import (
-    LANGFUSE_DEFAULT_HOST,
-    LangfuseSpanExporter,
-)
+from voicetrace.telemetry.langfuse_export import LangfuseSpanExporter
 from voicetrace.telemetry.media import MediaUploader, api_upload
 from voicetrace.telemetry.prices import PriceTable
 from voicetrace.telemetry.sampling import RecordAllSampler
 from voicetrace.telemetry.scores import SCORES_ENV, LangfuseScoreSink, ScoreProcessor
+from voicetrace.telemetry.targets import (
+    ConsoleTarget,
+    ExportPlan,
+    MetricTarget,
+    OtlpTarget,
+    SpanTarget,
+    TelemetryConfigError,
+    plan_exports,
+)
+
+__all__ = [
+    "MEDIA_ENV",
+    "TelemetryConfigError",  # defined in targets, where the variables are read
+    "TelemetryProviders",
+    "configure_providers",
+    "configure_telemetry",
+    "langfuse_exporter",
+    "prometheus_reader",
+    "sampler_from_env",
+]
 
 log = logging.getLogger(__name__)
-
-
-class TelemetryConfigError(ValueError):
-    """A telemetry environment variable has a value we cannot honour."""
 
 
 @dataclass
@@ -60,16 +81,12 @@ class TelemetryProviders:
     meter_provider: MeterProvider
     health: TelemetryHealth
     export_processors: list[ExportProcessor] = field(default_factory=list)
-    targets: list[str] = field(default_factory=list)  # e.g. ["otlp http://…/v1/traces"]
+    plan: ExportPlan = field(default_factory=ExportPlan)  # what was built (endpoints, protocols)
     media: MediaUploader | None = None  # turn audio to Langfuse (content capture + consent)
     # Only push readers need a flush; flushing a Prometheus (pull) reader queues an extra
     # snapshot and the next scrape repeats every series (exporter-prometheus 0.66b2).
     flush_metrics: bool = True
     span_processors: list[SpanProcessor] = field(default_factory=list)  # all, in order
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in ("true", "1", "yes")
 
 
 def sampler_from_env(env: Mapping[str, str]) -> Sampler:
@@ -101,30 +118,6 @@ def sampler_from_env(env: Mapping[str, str]) -> Sampler:
     return RecordAllSampler(ParentBased(root))
 
 
-def _otlp_exporter(env: Mapping[str, str], timeout_s: float) -> tuple[SpanExporter, str]:
-    protocol = (
-        (
-            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        )
-        .strip()
-        .lower()
-    )
-    if protocol != "http/protobuf":
-        raise TelemetryConfigError(
-            f"OTLP protocol {protocol!r} is not supported here; use http/protobuf"
-        )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    if not endpoint:
-        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
-        endpoint = base.rstrip("/") + "/v1/traces"
-    # Headers, compression and certificates come from the standard env vars (read by the SDK).
-    return OTLPSpanExporter(endpoint=endpoint, timeout=timeout_s), endpoint
-
-
 def langfuse_exporter(
     public_key: str, secret_key: str, host: str, timeout_s: float = 5.0
 ) -> SpanExporter:
@@ -136,6 +129,7 @@ def configure_providers(
     service_name: str = "voicetrace",
     *,
     env: Mapping[str, str] | None = None,
+    plan: ExportPlan | None = None,
     extra_processors: Sequence[SpanProcessor] = (),
     metric_readers: Sequence[MetricReader] = (),
     resource_attributes: Mapping[str, Any] | None = None,
@@ -148,12 +142,16 @@ def configure_providers(
 ) -> TelemetryProviders:
     """Build tracer and meter providers from the environment (`env` defaults to os.environ).
 
-    With Langfuse credentials, voice KPIs also go to Langfuse as scores (telemetry.scores)
-    unless `langfuse_scores=False` or `VOICETRACE_LANGFUSE_SCORES=false`."""
+    `plan` (from `targets.plan_exports(env)`) is what to export; by default it is read from
+    `env`. Pass it when the caller also shows it (the demo's "exported to" line), so what is
+    shown is what was built. With Langfuse credentials, voice KPIs also go to Langfuse as
+    scores (telemetry.scores) unless `langfuse_scores=False` or
+    `VOICETRACE_LANGFUSE_SCORES=false`."""
     env = os.environ if env is None else env
+    plan = plan_exports(env) if plan is None else plan
     health = TelemetryHealth()
-    if _flag(env, "OTEL_SDK_DISABLED"):
-        return TelemetryProviders(NoOpTracerProvider(), NoOpMeterProvider(), health)
+    if plan.disabled:
+        return TelemetryProviders(NoOpTracerProvider(), NoOpMeterProvider(), health, plan=plan)
 
     resource = Resource.create(_resource_attributes(env, service_name, resource_attributes))
 
@@ -161,45 +159,25 @@ def configure_providers(
     for processor in extra_processors:
         tracer_provider.add_span_processor(processor)
 
-    exporters: list[tuple[str, SpanExporter]] = []
-    names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
-    for name in names:
-        if name in ("", "none"):
-            continue
-        if name == "otlp":
-            exporter, endpoint = _otlp_exporter(env, export_timeout_s)
-            exporters.append((f"otlp {endpoint}", exporter))
-        elif name == "console":
-            exporters.append(("console", ConsoleSpanExporter()))
-        else:
-            raise TelemetryConfigError(
-                f"OTEL_TRACES_EXPORTER={name!r} is not supported (otlp, console or none)"
-            )
+    exporters = [(t, _span_exporter(t, export_timeout_s)) for t in plan.traces]
     scores: SpanProcessor | None = None
     media: MediaUploader | None = None
-    public, secret = env.get("LANGFUSE_PUBLIC_KEY"), env.get("LANGFUSE_SECRET_KEY")
-    if public and secret:
-        host = env.get("LANGFUSE_HOST") or env.get("LANGFUSE_BASE_URL") or LANGFUSE_DEFAULT_HOST
-        exporters.append(
-            (f"langfuse {host}", langfuse_exporter(public, secret, host, export_timeout_s))
-        )
+    if (lf := plan.langfuse) is not None:
         if _scores_enabled(env, langfuse_scores):
-            scores = _score_processor(public, secret, host, health, export_timeout_s)
+            scores = _score_processor(
+                lf.public_key, lf.secret_key, lf.host, health, export_timeout_s
+            )
         if langfuse_media if langfuse_media is not None else not _flag_off(env, MEDIA_ENV):
-            media = _media_uploader(public, secret, host, health)
-    elif public or secret:
-        log.warning(
-            "Langfuse export disabled: set both LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
-        )
+            media = _media_uploader(lf.public_key, lf.secret_key, lf.host, health)
 
     processors = [
         ExportProcessor(
-            CountingSpanExporter(exp, health, label.split()[0]),
+            CountingSpanExporter(exp, health, target.kind),
             health,
             max_queue_size=max_queue_size,
             schedule_delay_millis=schedule_delay_ms,
         )
-        for label, exp in exporters
+        for target, exp in exporters
     ]
     for processor in processors:
         tracer_provider.add_span_processor(processor)
@@ -208,10 +186,9 @@ def configure_providers(
     if scores is not None:  # after the exporters: a flush serves the spans first
         tracer_provider.add_span_processor(scores)
     health.gauge("queue_size", lambda: sum(p.queue_size() for p in processors))
-    for label, _ in exporters:
-        log.info("exporting spans to %s", label)  # labels hold endpoints only, never keys
+    log.info("telemetry export: %s", plan.describe())  # endpoints only, never keys
 
-    readers = [*metric_readers, *_metric_readers(env)]
+    readers = [*metric_readers, *(_metric_reader(t, export_timeout_s) for t in plan.metrics)]
     # With no reader no measurement can ever be seen (an SDK meter provider takes no readers
     # later), yet each would still cost ~2.5 µs of CPU: no readers, no SDK meter provider.
     meter_provider: MeterProvider = (
@@ -224,11 +201,28 @@ def configure_providers(
         meter_provider,
         health,
         processors,
-        [label for label, _ in exporters],
+        plan,
         media,
         flush_metrics=any(isinstance(r, PeriodicExportingMetricReader) for r in readers),
         span_processors=[*extra_processors, *processors],
     )
+
+
+def _span_exporter(target: SpanTarget, timeout_s: float) -> SpanExporter:
+    if isinstance(target, OtlpTarget):
+        return target.span_exporter(timeout_s)
+    if isinstance(target, ConsoleTarget):
+        return ConsoleSpanExporter()
+    return langfuse_exporter(target.public_key, target.secret_key, target.host, timeout_s)
+
+
+def _metric_reader(target: MetricTarget, timeout_s: float) -> MetricReader:
+    """Push readers export every OTEL_METRIC_EXPORT_INTERVAL (the SDK reads it; 60 s)."""
+    if isinstance(target, OtlpTarget):
+        return PeriodicExportingMetricReader(target.metric_exporter(timeout_s))
+    if isinstance(target, ConsoleTarget):
+        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+    return prometheus_reader()
 
 
 MEDIA_ENV = "VOICETRACE_LANGFUSE_MEDIA"  # "false": no turn audio to Langfuse, even with consent
@@ -296,28 +290,6 @@ def _resource_attributes(
         attrs[LF_RELEASE] = release
     attrs.update(extra or {})
     return attrs
-
-
-def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:
-    readers: list[MetricReader] = []
-    for name in (n.strip().lower() for n in env.get("OTEL_METRICS_EXPORTER", "none").split(",")):
-        if name in ("", "none"):
-            continue
-        if name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-        elif name == "prometheus":
-            readers.append(prometheus_reader())
-        elif name == "console":
-            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-        else:
-            raise TelemetryConfigError(
-                f"OTEL_METRICS_EXPORTER={name!r} is not supported (otlp, prometheus, console, none)"
-            )
-    return readers
 
 
 def prometheus_reader() -> MetricReader:

@@ -205,6 +205,10 @@ class SpanFactory:
             k.SESSION_AUDIO_IN_S: s.audio_in_s,
             k.SESSION_AUDIO_OUT_S: s.audio_out_s,
             k.SESSION_RECONNECTS: s.reconnects,
+            k.SESSION_CAMERA_TOKENS: s.camera_tokens,
+            k.SESSION_SCREEN_TOKENS: s.screen_tokens,
+            k.SESSION_CAMERA_FRAMES: s.camera_frames,
+            k.SESSION_SCREEN_FRAMES: s.screen_frames,
             k.LF_LEVEL: k.LEVEL_ERROR
             if error
             else (k.LEVEL_WARNING if level == k.LEVEL_WARNING else k.LEVEL_DEFAULT),
@@ -350,6 +354,9 @@ class SpanFactory:
             k.AUDIO_OUT_MS: t.audio_out_ms,
             k.obs_metadata("turn"): t.number,
         }
+        if t.camera_frames or t.screen_frames:
+            attrs[k.VIDEO_CAMERA_FRAMES] = t.camera_frames
+            attrs[k.VIDEO_SCREEN_FRAMES] = t.screen_frames
         if t.first_output_ns is not None:
             attrs[k.LF_COMPLETION_START_TIME] = iso(t.first_output_ns)
             attrs[k.RESPONSE_TIME_TO_FIRST_CHUNK] = max(t.first_output_ns - t1, 0) / 1e9
@@ -364,9 +371,18 @@ class SpanFactory:
             level, status_message = k.LEVEL_WARNING, "usage not received for this turn"
         else:
             attrs.update(usage.attributes())
+            camera, screen = t.image_split()
+            if camera or screen:
+                attrs[k.USAGE_CAMERA_TOKENS] = camera
+                attrs[k.USAGE_SCREEN_TOKENS] = screen
             if late:
                 attrs[k.USAGE_LATE] = True
+            if t.usage_estimated:  # Gemini sent none: still missing, and the tokens are ours
+                attrs[k.USAGE_MISSING] = attrs[k.USAGE_ESTIMATED] = True
+                level, status_message = k.LEVEL_WARNING, "usage not received; estimated"
         if cost is not None:
+            if cost.estimated:
+                attrs[k.COST_ESTIMATED] = True
             total = float(cost.total)
             attrs[k.LF_COST_DETAILS] = cost.details_json()
             attrs[k.COST_USD] = total

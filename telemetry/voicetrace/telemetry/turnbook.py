@@ -26,6 +26,7 @@ class TurnBook:
     __slots__ = (
         "audio_in_s",
         "audio_out_ms",
+        "camera_frames",
         "count",
         "cut",
         "idle_result_ns",
@@ -33,7 +34,9 @@ class TurnBook:
         "last_finished_ns",
         "out",
         "recent",
+        "screen_frames",
         "turn",
+        "unturned_frames",
     )
 
     def __init__(self, outbox: TurnOutbox) -> None:
@@ -47,6 +50,9 @@ class TurnBook:
         self.last_finished_ns = 0
         self.audio_in_s = 0.0
         self.audio_out_ms = 0.0
+        self.camera_frames = 0  # the session's frames forwarded, by source
+        self.screen_frames = 0
+        self.unturned_frames = (0, 0)  # forwarded with no turn open: counted to the next one
 
     def open(self, now: int, trigger: str) -> TurnRecord:
         self.count += 1
@@ -55,6 +61,7 @@ class TurnBook:
             start = self.idle_result_ns  # the model speaks because a WHEN_IDLE result came
         self.idle_result_ns = None
         t = TurnRecord(number=self.count, trigger=trigger, start_ns=min(start, now))
+        (t.camera_frames, t.screen_frames), self.unturned_frames = self.unturned_frames, (0, 0)
         self.turn = t
         self.recent[t.number] = t
         if len(self.recent) > RECENT_TURNS:
@@ -78,6 +85,25 @@ class TurnBook:
             self.finish(self.cut, now, None)
         self.cut, self.turn = t, None
         return self.open(now, trigger)
+
+    def frame(self, source: str) -> None:
+        """One camera or screen frame forwarded to the model (it opens no turn)."""
+        t = self.cut or self.turn
+        camera = source == "camera"
+        if camera:
+            self.camera_frames += 1
+        elif source == "screen":
+            self.screen_frames += 1
+        else:
+            raise ValueError(f"frame source must be 'camera' or 'screen', not {source!r}")
+        if t is not None:
+            if camera:
+                t.camera_frames += 1
+            else:
+                t.screen_frames += 1
+        else:
+            cam, scr = self.unturned_frames
+            self.unturned_frames = (cam + 1, scr) if camera else (cam, scr + 1)
 
     def transcript_turn(self, now: int) -> TurnRecord:
         """Input transcription lags the audio: shortly after a turn finished, it is its tail."""

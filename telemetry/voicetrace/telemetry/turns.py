@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from opentelemetry.context import Context
+from voicetrace.telemetry.frames import split_image_tokens
 from voicetrace.telemetry.records import TurnSummary, UsageSnapshot
 from voicetrace.telemetry.usage import UsageBreakdown
 
@@ -73,7 +74,17 @@ class TurnRecord:
     generation_complete: bool = False
     audio_in_s: float = 0.0
     audio_out_ms: float = 0.0
+    camera_frames: int = 0  # frames forwarded while this turn was open
+    screen_frames: int = 0
+    # the session's frames forwarded (camera, screen) when the turn's usage arrived: the
+    # context Gemini re-bills, and so the split of its image tokens
+    frames_seen: tuple[int, int] = (0, 0)
     user_text: list[str] = field(default_factory=list)
+    # Text tokens at the documented ~4 characters each, counted per piece (typed inputs, the
+    # model's text parts; never transcripts), kept even without content capture: they are
+    # numbers, not content, and feed `estimates.estimate_usage` when Gemini reports no usage.
+    text_in_tokens: int = 0
+    text_out_tokens: int = 0
     output_text: list[str] = field(default_factory=list)
     thoughts: list[str] = field(default_factory=list)
     tools: list[ToolRecord] = field(default_factory=list)
@@ -178,6 +189,15 @@ class TurnRecord:
             self._split = (self.usage, UsageBreakdown.from_snapshot(self.usage))
         return self._split[1]
 
+    def image_split(self) -> tuple[int, int]:
+        """(camera, screen) tokens of this turn's image input (0, 0 without usage)."""
+        usage = self.breakdown()
+        if usage is None:
+            return 0, 0
+        image = usage.input_uncached["image"] + usage.input_cached["image"]
+        image += usage.input_tool_use["image"]
+        return split_image_tokens(image, *self.frames_seen)
+
     @property
     def awaiting_playback(self) -> bool:
         """Cut while the client was playing it, and the client has not said how much it heard:
@@ -193,6 +213,7 @@ class TurnRecord:
         response = (t3 - t2) / NS_PER_MS
         first = self.first_output_ns
         usage = self.breakdown()
+        camera, screen = self.image_split()
         return TurnSummary(
             number=self.number,
             end_reason=self.end_reason or "completed",
@@ -211,5 +232,10 @@ class TurnRecord:
             audio_out_ms=self.audio_out_ms,
             heard_ms=self.heard_ms,
             interrupted=self.interrupted,
-            usage_received=self.usage is not None,
+            usage_received=self.usage is not None and not self.usage_estimated,
+            usage_estimated=self.usage_estimated,
+            camera_tokens=camera,
+            screen_tokens=screen,
+            camera_frames=self.camera_frames,
+            screen_frames=self.screen_frames,
         )

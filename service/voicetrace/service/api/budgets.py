@@ -65,12 +65,17 @@ def _num(d: Decimal | None) -> float | None:
     return None if d is None else float(d)
 
 
+def daily_budget_remaining(status: DailyStatus) -> dict[str, float | None]:
+    """`{usd, audioMin, videoTokens, screenTokens}` left today (None: unlimited)."""
+    return {n: _num(status.remaining(m)) for m, n in _SEED_NAMES.items()}
+
+
 def _view(user_id: str, status: DailyStatus, zone: str) -> dict[str, Any]:
     return {
         "user_id": user_id,
         "day": status.day,
         "timezone": zone,
-        "daily_budget_remaining": {n: _num(status.remaining(m)) for m, n in _SEED_NAMES.items()},
+        "daily_budget_remaining": daily_budget_remaining(status),
         "daily_limits": {n: _num(status.limits[m]) for m, n in _SEED_NAMES.items()},
         "daily_used": {n: float(status.used[m]) for m, n in _SEED_NAMES.items()},
         "audio_minutes_used": float(status.used[BudgetMetric.AUDIO_MINUTES]),

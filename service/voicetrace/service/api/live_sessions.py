@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from voicetrace.service.api.budgets import daily_budget_remaining
 from voicetrace.service.api.deps import (
     CurrentUser,
     Store,
@@ -20,11 +21,13 @@ from voicetrace.service.api.errors import CONFLICT, NOT_FOUND, TOO_MANY, UNAUTHO
 from voicetrace.service.sessions.schemas import (
     LiveSession,
     LiveSessionList,
+    LiveSessionView,
     SessionCreate,
     SessionUpdate,
 )
 from voicetrace.service.sessions.state import SessionState, StateReason
 from voicetrace.service.sessions.store import MAX_LIST_LIMIT
+from voicetrace.service.voice.budget_policy import BudgetPolicy
 
 ENDED_BY_USER = "ended_by_user"
 PAUSED_BY_USER = StateReason.PAUSED_BY_USER
@@ -46,6 +49,28 @@ def _refuse_user_id_query(request: Request) -> None:
         )
 
 
+async def with_daily_budget(request: Request, *sessions: LiveSession) -> list[LiveSessionView]:
+    """The sessions with their owner's daily budget left today (`GET /api/budgets/me`'s
+    computation, under each session's own daily caps; one ledger read per distinct caps)."""
+    policy: BudgetPolicy | None = getattr(request.app.state, "budgets", None)
+    remaining: dict[str, dict[str, float | None] | None] = {}
+    views = []
+    for session in sessions:
+        key = f"{session.user_id}:{session.budgets.model_dump_json()}"
+        if key not in remaining:
+            remaining[key] = (
+                daily_budget_remaining(await policy.status(session.user_id, session.budgets))
+                if policy is not None
+                else None
+            )
+        views.append(
+            LiveSessionView.model_validate(
+                {**dict(session), "daily_budget_remaining": remaining[key]}
+            )
+        )
+    return views
+
+
 SessionId = Annotated[str, Path(min_length=1, max_length=64, description="Session UUID.")]
 
 
@@ -61,7 +86,7 @@ def build_router() -> APIRouter:
     @api.post(
         "",
         status_code=status.HTTP_201_CREATED,
-        response_model=LiveSession,
+        response_model=LiveSessionView,
         summary="Create a live session (state CONNECTING)",
         response_description="The new session; connect its voice WebSocket next (before it "
         "expires: VOICETRACE_SESSION_CONNECT_TIMEOUT_S).",
@@ -69,11 +94,12 @@ def build_router() -> APIRouter:
     )
     async def create_session(
         body: SessionCreate, user: CurrentUser, store: Store, response: Response, request: Request
-    ) -> LiveSession:
+    ) -> LiveSessionView:
         await ensure_daily_budget(request, user, body.budgets)  # 409 when used up
         session = await store.create(user, body)
         response.headers["Location"] = f"/live-sessions/{session.id}"
-        return session
+        (view,) = await with_daily_budget(request, session)
+        return view
 
     @api.get(
         "",
@@ -83,6 +109,7 @@ def build_router() -> APIRouter:
     async def list_sessions(
         user: CurrentUser,
         store: Store,
+        request: Request,
         state: Annotated[
             SessionState | None, Query(description="Only sessions in this state.")
         ] = None,
@@ -90,41 +117,46 @@ def build_router() -> APIRouter:
             int, Query(ge=1, le=MAX_LIST_LIMIT, description="At most this many.")
         ] = 50,
     ) -> LiveSessionList:
-        return LiveSessionList(sessions=await store.list(user, state=state, limit=limit))
+        sessions = await store.list(user, state=state, limit=limit)
+        return LiveSessionList(sessions=await with_daily_budget(request, *sessions))
 
     @api.get(
         "/{session_id}",
-        response_model=LiveSession,
+        response_model=LiveSessionView,
         summary="Get one session",
         responses=NOT_FOUND,
     )
-    async def get_session(session_id: SessionId, user: CurrentUser, store: Store) -> LiveSession:
-        return await store.get(session_id, user)
+    async def get_session(
+        session_id: SessionId, user: CurrentUser, store: Store, request: Request
+    ) -> LiveSessionView:
+        (view,) = await with_daily_budget(request, await store.get(session_id, user))
+        return view
 
     @api.put(
         "/{session_id}/pause",
-        response_model=LiveSession,
+        response_model=LiveSessionView,
         summary="Pause a LIVE session",
         responses=NOT_FOUND | CONFLICT,
     )
     async def pause_session(
         session_id: SessionId, user: CurrentUser, store: Store, request: Request
-    ) -> LiveSession:
+    ) -> LiveSessionView:
         session = await store.transition(
             session_id, user, SessionState.PAUSED, reason=PAUSED_BY_USER
         )
         notify_session_changed(request, session)
-        return session
+        (view,) = await with_daily_budget(request, session)
+        return view
 
     @api.put(
         "/{session_id}/resume",
-        response_model=LiveSession,
+        response_model=LiveSessionView,
         summary="Resume a PAUSED session",
         responses=NOT_FOUND | CONFLICT,
     )
     async def resume_session(
         session_id: SessionId, user: CurrentUser, store: Store, request: Request
-    ) -> LiveSession:
+    ) -> LiveSessionView:
         current = await store.get(session_id, user)
         await ensure_daily_budget(request, user, current.budgets)  # 409 when used up
         await store.clear_daily_budget_flag(session_id, user)  # the day's budget has room
@@ -136,7 +168,8 @@ def build_router() -> APIRouter:
             only_from={SessionState.PAUSED},  # CONNECTING → LIVE is the bridge's, not the user's
         )
         notify_session_changed(request, session)
-        return session
+        (view,) = await with_daily_budget(request, session)
+        return view
 
     async def update_session(
         session_id: SessionId,
@@ -144,17 +177,18 @@ def build_router() -> APIRouter:
         user: CurrentUser,
         store: Store,
         request: Request,
-    ) -> LiveSession:
+    ) -> LiveSessionView:
         session = await store.update(session_id, user, body)
         notify_session_changed(request, session)  # new budgets apply to a live session at once
-        return session
+        (view,) = await with_daily_budget(request, session)
+        return view
 
     for method in ("PATCH", "PUT"):
         api.add_api_route(
             "/{session_id}",
             update_session,
             methods=[method],
-            response_model=LiveSession,
+            response_model=LiveSessionView,
             summary="Update transcripts and budgets"
             + (" (PUT: same as PATCH, kept for older clients)" if method == "PUT" else ""),
             description="Only the fields present are changed; budget fields are merged.",
@@ -164,7 +198,7 @@ def build_router() -> APIRouter:
 
     @api.delete(
         "/{session_id}",
-        response_model=LiveSession,
+        response_model=LiveSessionView,
         summary="End a session (state ENDED, reason ended_by_user)",
         description="The session is kept (state ENDED) and returned. Ending an ENDED session "
         "is a 409.",
@@ -172,10 +206,11 @@ def build_router() -> APIRouter:
     )
     async def end_session(
         session_id: SessionId, user: CurrentUser, store: Store, request: Request
-    ) -> LiveSession:
+    ) -> LiveSessionView:
         session = await store.end(session_id, user, reason=ENDED_BY_USER)
         notify_session_changed(request, session)
-        return session
+        (view,) = await with_daily_budget(request, session)
+        return view
 
     return api
 

@@ -1,29 +1,29 @@
-"""`/api/observability/costs` (the usage ledger, aggregated) and `/api/observability/health`.
+"""`/api/observability/costs` (the usage ledger, aggregated) and `/costs/reconcile`.
 
 Costs come from the ledger's per-generation rows — the same numbers as the `chat` spans — grouped
 by any of user, day (the budget time zone's) and model, as JSON or CSV. A user sees only their
 own usage; a token with the `admin` role sees everyone's. Money is exact: `cost_usd_decimal` is
 the Decimal as a string (as on the span's `voice.cost.usd_decimal`), `cost_usd` its float.
 
-Health is 200 whenever the voice path can serve (the body says what is degraded: ledger writes
-failing or overflowing, spans dropped, exports failing) and 503 only when it cannot: the
-database that holds the sessions does not answer.
+`source=langfuse` reads the same costs from Langfuse's Metrics API v2 and `/costs/reconcile`
+puts the two side by side (`langfuse_costs`): 409 when Langfuse is not configured, 502/504 with a
+code when it refuses, rejects or hangs — the ledger routes never depend on it. `/health` is in
+`observability_health`, on this router.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import time
 from datetime import date
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import text
+from voicetrace.service.api import langfuse_costs as lf
+from voicetrace.service.api import observability_health
+from voicetrace.service.api.auth import Principal
 from voicetrace.service.api.errors import UNAUTHORIZED
 from voicetrace.service.api.principal import Caller
 from voicetrace.service.ledger.entry import Usage
@@ -33,7 +33,6 @@ from voicetrace.service.voice.budget_policy import BudgetPolicy
 
 router = APIRouter(prefix="/api/observability", tags=["observability"])
 
-_DB_PROBE_TIMEOUT_S = 2.0
 _CSV_TOKEN_FIELDS = TOKEN_COLUMNS  # the ledger's token columns, in its order
 
 
@@ -111,14 +110,8 @@ def _totals(u: Usage) -> dict[str, Any]:
         "audio_in_s": u.audio_in_us / 1e6,
         "audio_out_s": u.audio_out_us / 1e6,
         "cost_usd": float(cost),
-        "cost_usd_decimal": _plain(cost),
+        "cost_usd_decimal": lf.plain(cost),
     }
-
-
-def _plain(d: Decimal) -> str:
-    """Fixed-point text (never `1E-9`), trailing zeros trimmed."""
-    s = format(d, "f")
-    return s.rstrip("0").rstrip(".") if "." in s else s
 
 
 def _parse_group_by(raw: str) -> list[GroupBy]:
@@ -165,7 +158,7 @@ def _csv(groups: list[GroupBy], rows: list[CostRow]) -> str:
                 *(getattr(u, f) for f in _CSV_TOKEN_FIELDS),
                 u.audio_in_us / 1e6,
                 u.audio_out_us / 1e6,
-                _plain(u.cost_usd),
+                lf.plain(u.cost_usd),
             ]
         )
     return buf.getvalue()
@@ -183,7 +176,9 @@ def ledger_policy(request: Request) -> BudgetPolicy:
     summary="Costs from the usage ledger, grouped by user, day and/or model (JSON or CSV)",
     description="Every settled generation counts once, with the numbers of its `chat` span. "
     "A user sees only their own usage, an `admin` token everyone's. `from`/`to` are inclusive "
-    "days in the budget time zone. CSV with `format=csv` or `Accept: text/csv`.",
+    "days in the budget time zone. CSV with `format=csv` or `Accept: text/csv`. "
+    "`source=langfuse` asks Langfuse's Metrics API v2 instead (generations, tokens and cost "
+    "by day and/or model; the last 31 days without `from`).",
     response_model=CostReport,
     response_model_by_alias=True,
     responses={
@@ -197,8 +192,14 @@ def ledger_policy(request: Request) -> BudgetPolicy:
                 },
             }
         },
-        422: {"description": "Unknown `group_by` key, or `from` after `to`."},
-        501: {"description": "`source=langfuse` is not available in this version."},
+        422: {
+            "description": "Unknown `group_by` key (or `user` with source=langfuse), or "
+            "`from` after `to`."
+        },
+        409: {"description": "`source=langfuse` but Langfuse is not configured."},
+        501: {"description": "`source=langfuse` but the `langfuse` package is not installed."},
+        502: {"description": "Langfuse refused the keys, rejected the query or is unreachable."},
+        504: {"description": "Langfuse did not answer within `langfuse_query_timeout_s`."},
     },
 )
 async def costs(
@@ -209,38 +210,24 @@ async def costs(
     ] = "",
     start: Annotated[date | None, Query(alias="from", description="First day.")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day.")] = None,
-    source: Annotated[Literal["ledger", "langfuse"], Query()] = "ledger",
+    source: Annotated[
+        Literal["ledger", "langfuse"],
+        Query(description="`langfuse`: Langfuse's Metrics API v2 (day/model groups only)."),
+    ] = "ledger",
     format: Annotated[Literal["json", "csv"] | None, Query()] = None,
     user: Annotated[
         str | None, Query(max_length=255, description="Admin only: one user's costs.")
     ] = None,
 ) -> Any:
-    if source == "langfuse":
-        raise HTTPException(
-            status.HTTP_501_NOT_IMPLEMENTED,
-            detail={
-                "code": "not_implemented",
-                "message": "source=langfuse (Langfuse Metrics API) is not implemented yet; "
-                "the ledger is the billing source",
-            },
-        )
     groups = _parse_group_by(group_by)
-    if start is not None and end is not None and start > end:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail={"code": "invalid_range", "message": "`from` is after `to`"},
-        )
-    if user is not None and not caller.is_admin and user != caller.user_id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail={"code": "forbidden", "message": "only an admin sees other users' costs"},
-        )
+    only = _scope(caller, user, start, end)
     policy = ledger_policy(request)
-    only = user if caller.is_admin else caller.user_id
-    rows = await policy.store.costs(groups, user_id=only, start=start, end=end)
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )
+    if source == "langfuse":
+        return await _langfuse_report(request, caller, policy, groups, start, end, only, wants_csv)
+    rows = await policy.store.costs(groups, user_id=only, start=start, end=end)
     if wants_csv:
         return Response(_csv(groups, rows), media_type="text/csv; charset=utf-8")
     total = Usage()
@@ -259,68 +246,129 @@ async def costs(
     return JSONResponse(report)
 
 
-_HEALTH_EXAMPLE = {
-    "status": "degraded",
-    "degraded": ["ledger: 3 write failure(s), 12 turn(s) buffered"],
-    "service": {"live_sessions": 2},
-    "database": {"ok": True, "latency_ms": 1.2},
-    "ledger": {"buffered": 12, "overflow": 0, "write_failures": 3, "lag_s": 4.1},
-    "exporter": {"spans_exported": 120, "spans_dropped": 0, "export_failures": 0},
+def _scope(caller: Principal, user: str | None, start: date | None, end: date | None) -> str | None:
+    """The user whose costs these are (None: everyone, for an admin); 403/422 otherwise."""
+    if start is not None and end is not None and start > end:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail={"code": "invalid_range", "message": "`from` is after `to`"},
+        )
+    if user is not None and not caller.is_admin and user != caller.user_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail={"code": "forbidden", "message": "only an admin sees other users' costs"},
+        )
+    return user if caller.is_admin else str(caller.user_id)
+
+
+async def _langfuse_report(
+    request: Request,
+    caller: Principal,
+    policy: BudgetPolicy,
+    groups: list[GroupBy],
+    start: date | None,
+    end: date | None,
+    only: str | None,
+    wants_csv: bool,
+) -> Response:
+    if GroupBy.USER in groups:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail={
+                "code": "unsupported_group_by",
+                "message": "Langfuse cannot group by user (a high-cardinality field): "
+                "group by day and/or model, and filter with `user=`",
+            },
+        )
+    span = lf.window(start, end, policy.today(), request.app.state.settings)
+    rows, total = lf.grouped(await lf.langfuse_costs(request, span, only), groups)
+    if wants_csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        fields = ["generations", "input_tokens", "output_tokens", "cost_usd_decimal"]
+        w.writerow([*(g.value for g in groups), *fields[:-1], "cost_usd"])
+        for row in rows:
+            w.writerow([*(row[g.value] for g in groups), *(row[f] for f in fields)])
+        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8")
+    return JSONResponse(
+        {
+            "source": "langfuse",
+            "group_by": [g.value for g in groups],
+            "from": span.start.isoformat(),
+            "to": span.end.isoformat(),
+            "timezone": span.zone.key,
+            "scope": "all" if only is None else "own" if only == caller.user_id else "user",
+            "groups": rows,
+            "total": total.as_json(),
+        }
+    )
+
+
+_RECONCILE_EXAMPLE = {
+    "from": "2026-12-01",
+    "to": "2026-12-01",
+    "timezone": "UTC",
+    "scope": "all",
+    "matches": False,
+    "rows": [
+        {
+            "day": "2026-12-01",
+            "model": "gemini-3.8-live",
+            "ledger_generations": 3,
+            "langfuse_generations": 2,
+            "ledger_usd": "0.00489",
+            "langfuse_usd": "0.00326",
+            "difference_usd": "0.00163",
+            "matches": False,
+        }
+    ],
 }
 
 
 @router.get(
-    "/health",
-    summary="What works and what is degraded (service, database, ledger, exporter)",
-    description="200 while the voice path can serve — the body lists what is degraded — and "
-    "503 only when it cannot (the sessions database does not answer).",
+    "/costs/reconcile",
+    summary="Ledger vs Langfuse, per day and model, with the difference",
+    description="The ledger's cost of each day and model next to what Langfuse's Metrics API v2 "
+    "counts from the exported `chat` spans; `difference_usd` is ledger − Langfuse. A user "
+    "reconciles their own costs, an admin everyone's (or one `user`). Days are the budget "
+    "time zone's; without `from`, the last 31 days.",
     responses={
-        200: {"content": {"application/json": {"example": _HEALTH_EXAMPLE}}},
-        503: {"description": "The service cannot serve (database unreachable)."},
+        **UNAUTHORIZED,
+        200: {"content": {"application/json": {"example": _RECONCILE_EXAMPLE}}},
+        409: {"description": "Langfuse is not configured (`langfuse_not_configured`)."},
+        501: {"description": "The `langfuse` package is not installed."},
+        502: {"description": "Langfuse refused, rejected or cannot be reached (the code says)."},
+        504: {"description": "Langfuse did not answer in time (`langfuse_timeout`)."},
     },
 )
-async def health(request: Request) -> JSONResponse:
-    deps = request.app.state.bridge_deps
-    policy: BudgetPolicy | None = getattr(request.app.state, "budgets", None)
-    degraded: list[str] = []
-    database = await _probe_database(request)
-    ledger: dict[str, Any] = policy.writer.health() if policy is not None else {"running": False}
-    if ledger.get("overflow"):
-        degraded.append(f"ledger: {ledger['overflow']} settled turn(s) lost to a full buffer")
-    if ledger.get("buffered") and ledger.get("write_failures"):
-        degraded.append(
-            f"ledger: {ledger['write_failures']} write failure(s), "
-            f"{ledger['buffered']} turn(s) buffered"
-        )
-    if not ledger.get("running"):
-        degraded.append("ledger: writer not running")
-    exporter = deps.telemetry.health()
-    for key in ("spans_dropped", "emit_dropped", "export_failures", "tracer_errors"):
-        if exporter.get(key):
-            degraded.append(f"telemetry: {key}={exporter[key]}")
-    serving = bool(database["ok"])
-    if not serving:
-        degraded.insert(0, "database: unreachable (no new sessions)")
-    body = {
-        "status": "ok" if not degraded else ("degraded" if serving else "unavailable"),
-        "degraded": degraded,
-        "service": {"live_sessions": len(deps.hub)},
-        "database": database,
-        "ledger": ledger,
-        "exporter": exporter,
-    }
-    return JSONResponse(body, status_code=200 if serving else 503)
+async def reconcile(
+    request: Request,
+    caller: Caller,
+    start: Annotated[date | None, Query(alias="from", description="First day.")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day.")] = None,
+    user: Annotated[
+        str | None, Query(max_length=255, description="Admin only: one user's costs.")
+    ] = None,
+) -> JSONResponse:
+    only = _scope(caller, user, start, end)
+    policy = ledger_policy(request)
+    span = lf.window(start, end, policy.today(), request.app.state.settings)
+    theirs = await lf.langfuse_costs(request, span, only)
+    ours = await policy.store.costs(
+        [GroupBy.DAY, GroupBy.MODEL], user_id=only, start=span.start, end=span.end
+    )
+    rows = lf.reconcile(ours, theirs)
+    return JSONResponse(
+        {
+            "from": span.start.isoformat(),
+            "to": span.end.isoformat(),
+            "timezone": span.zone.key,
+            "scope": "all" if only is None else "own" if only == caller.user_id else "user",
+            "matches": all(r["matches"] for r in rows),
+            "rows": rows,
+        }
+    )
 
 
-async def _probe_database(request: Request) -> dict[str, Any]:
-    policy: BudgetPolicy | None = getattr(request.app.state, "budgets", None)
-    if policy is None:
-        return {"ok": False, "error": "not started"}
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(_DB_PROBE_TIMEOUT_S):
-            async with policy.store.db.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-    except Exception as exc:  # the type only: a driver message may carry the URL
-        return {"ok": False, "error": type(exc).__name__}
-    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+# `/health` lives in observability_health (one module per job), on this same router.
+router.include_router(observability_health.router)

@@ -82,6 +82,7 @@ class LedgerEntry:
     day: date
     settled_at: datetime
     usage_received: bool
+    usage_estimated: bool
     cost_known: bool
     cost_estimated: bool
     usage: Usage = field(default_factory=Usage)
@@ -112,6 +113,8 @@ class LedgerEntry:
             output_audio=tokens.get("output_audio", 0),
             output_image=tokens.get("output_image", 0),
             output_reasoning=tokens.get("output_reasoning", 0),
+            camera_tokens=summary.camera_tokens,
+            screen_tokens=summary.screen_tokens,
             audio_in_us=round(summary.audio_in_ms * _MICRO_PER_MS),
             audio_out_us=round(summary.audio_out_ms * _MICRO_PER_MS),
             cost_pusd=0 if summary.cost_usd is None else to_pico(summary.cost_usd),
@@ -125,6 +128,7 @@ class LedgerEntry:
             day=settled.astimezone(tz).date(),
             settled_at=settled,
             usage_received=summary.usage_received,
+            usage_estimated=summary.usage_estimated,
             cost_known=summary.cost_usd is not None,
             cost_estimated=cost_estimated,
             usage=usage,
@@ -140,6 +144,7 @@ class LedgerEntry:
             "day": self.day,
             "settled_at": self.settled_at,
             "usage_received": self.usage_received,
+            "usage_estimated": self.usage_estimated,
             "cost_known": self.cost_known,
             "cost_estimated": self.cost_estimated,
             **self.usage.as_columns(),

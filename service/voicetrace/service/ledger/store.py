@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from voicetrace.service.ledger.entry import LedgerEntry, Usage
 from voicetrace.service.ledger.tables import SUM_COLUMNS, metadata, usage_daily, usage_ledger
 from voicetrace.service.ledger.tables import user_budgets as ub
-from voicetrace.service.sessions.db import Database
+from voicetrace.service.sessions.db import Database, add_missing_columns
 
 
 class GroupBy(StrEnum):
@@ -63,6 +63,7 @@ class LedgerStore:
     async def create_schema(self) -> None:
         async with self.db.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(add_missing_columns, self.db.schema, metadata)
 
     async def write(self, entries: Sequence[LedgerEntry]) -> int:
         """Record `entries` in one transaction; how many were new (the rest were replays).

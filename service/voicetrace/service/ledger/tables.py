@@ -1,7 +1,7 @@
 """The ledger's tables (SQLAlchemy Core, SQLite and PostgreSQL alike), on their own metadata.
 
 - `usage_ledger`: one row per settled generation, unique on (session_id, turn) — a replayed or
-  retried write is a no-op;
+  retried write is a no-op; `usage_estimated` flags a generation Gemini reported no usage for;
 - `usage_daily`: per user and (configured-time-zone) day, the running totals budgets read; only
   ever changed by `INSERT … ON CONFLICT DO UPDATE SET x = x + excluded.x`, in the same
   transaction as the ledger row that caused it, so replicas never lose an increment;
@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 from voicetrace.service.sessions.models import UTCDateTime
 
@@ -74,6 +75,10 @@ usage_ledger = Table(
     Column("usage_received", Boolean, nullable=False),
     Column("cost_known", Boolean, nullable=False),
     Column("cost_estimated", Boolean, nullable=False),
+    # Gemini reported no usage: the tokens are the telemetry's estimate (`usage_received` is
+    # false). Added after the first release: the server default lets `ADD COLUMN` bring an
+    # existing ledger up to date (`LedgerStore.create_schema`).
+    Column("usage_estimated", Boolean, nullable=False, default=False, server_default=false()),
     *_sums(),
     UniqueConstraint("session_id", "turn", name="uq_usage_ledger_generation"),
     Index("ix_usage_ledger_user_day", "user_id", "day"),

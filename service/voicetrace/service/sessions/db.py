@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import DefaultClause, event, inspect, text
+from sqlalchemy import DefaultClause, MetaData, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -149,7 +149,7 @@ class Database:
             if self.schema is not None:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             await conn.run_sync(metadata.create_all)
-            await conn.run_sync(_add_missing_columns, self.schema)
+            await conn.run_sync(add_missing_columns, self.schema, metadata)
 
         await self.write(create)
 
@@ -172,12 +172,13 @@ class Database:
             await self.reader.dispose()
 
 
-def _add_missing_columns(sync_conn: Any, schema: str | None) -> None:
-    """Bring a database made by an older release up to date: add the columns it lacks (every
-    later column is nullable or has a server default, so `ADD COLUMN` is enough)."""
+def add_missing_columns(sync_conn: Any, schema: str | None, tables: MetaData) -> None:
+    """Bring a database made by an older release up to date: add the columns of `tables` it
+    lacks (every later column is nullable or has a server default, so `ADD COLUMN` is enough).
+    Also used for the usage ledger's tables, which have their own metadata."""
     inspector = inspect(sync_conn)
     preparer = sync_conn.dialect.identifier_preparer
-    for table in metadata.sorted_tables:
+    for table in tables.sorted_tables:
         present = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
         for column in table.columns:
             if column.name in present:

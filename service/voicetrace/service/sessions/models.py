@@ -123,6 +123,8 @@ live_sessions = Table(
     Column("cost_usd", Money, nullable=False, default=Decimal(0), server_default="0"),
     Column("audio_in_s", Float, nullable=False, default=0.0, server_default="0"),
     Column("audio_out_s", Float, nullable=False, default=0.0, server_default="0"),
+    Column("camera_tokens", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("screen_tokens", BigInteger, nullable=False, default=0, server_default="0"),
     Index("ix_live_sessions_user_created", "user_id", "created_at"),
     Index("ix_live_sessions_state", "state"),
     Index("ix_live_sessions_user_state", "user_id", "state"),

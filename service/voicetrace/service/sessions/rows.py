@@ -30,6 +30,8 @@ def to_session(row: RowMapping) -> LiveSession:
         cost_usd=row["cost_usd"],
         audio_in_s=row["audio_in_s"],
         audio_out_s=row["audio_out_s"],
+        camera_tokens=row["camera_tokens"],
+        screen_tokens=row["screen_tokens"],
     )
     return LiveSession(
         id=row["id"],
@@ -101,6 +103,13 @@ def exhausted_session_budget(row: Mapping[Any, Any]) -> str | None:
     minutes = row["session_audio_minutes"]
     if minutes is not None and float(row["audio_minutes_used"]) >= float(minutes):
         return "session_audio_minutes"
+    for budget, used in (
+        ("session_video_tokens", "camera_tokens"),
+        ("session_screen_tokens", "screen_tokens"),
+    ):
+        tokens = row[budget]
+        if tokens is not None and int(row[used]) >= int(tokens):
+            return budget
     return None
 
 

@@ -122,6 +122,8 @@ class SessionUsage(BaseModel):
     cost_usd: Usd = Decimal(0)
     audio_in_s: float = 0.0
     audio_out_s: float = 0.0
+    camera_tokens: int = 0  # image input tokens of camera frames
+    screen_tokens: int = 0  # image input tokens of screen-share frames
 
 
 class LiveSession(BaseModel):
@@ -172,8 +174,20 @@ class LiveSession(BaseModel):
         return len(self.secrets_blurred)
 
 
+class LiveSessionView(LiveSession):
+    """A session as the REST API returns it: the stored session plus the owner's daily budget
+    left today under this session's own caps (the computation `GET /api/budgets/me` shows)."""
+
+    daily_budget_remaining: dict[str, float | None] | None = Field(
+        default=None,
+        description="`usd`, `audioMin`, `videoTokens`, `screenTokens` left today (null = "
+        "unlimited); null while the usage ledger is not available.",
+        examples=[{"usd": 1.25, "audioMin": 42.5, "videoTokens": 9_300, "screenTokens": None}],
+    )
+
+
 class LiveSessionList(BaseModel):
-    sessions: list[LiveSession]
+    sessions: list[LiveSessionView]
 
 
 class ErrorDetail(BaseModel):

@@ -131,6 +131,7 @@ class SessionStore:
             # A zero session budget is exhausted before the first turn (0 means zero).
             "budget_exhausted": exhausted_session_budget(
                 {**budgets, "cost_usd": 0, "audio_minutes_used": 0.0}
+                | {"camera_tokens": 0, "screen_tokens": 0}
             ),
             **budgets,
         }
@@ -387,13 +388,15 @@ class SessionStore:
         audio_in_s: float,
         audio_out_s: float,
         tokens_by_modality: Mapping[str, int],
+        camera_tokens: int = 0,
+        screen_tokens: int = 0,
     ) -> TurnRecorded:
         """Persist one settled turn's usage and add it to the session's running totals, in one
         transaction. Idempotent by (session, turn number): a retried write changes nothing.
         Not user-scoped: only the trusted bridge calls it."""
         turn = turns.SettledTurn.checked(
             number, input_tokens, output_tokens, cost_usd, audio_in_s, audio_out_s,
-            tokens_by_modality,
+            tokens_by_modality, camera_tokens, screen_tokens,
         )  # fmt: skip
         return await turns.record(self._db, session_id, turn, self._clock())
 
@@ -408,6 +411,8 @@ class SessionStore:
             turn.audio_in_ms / 1000.0,
             turn.audio_out_ms / 1000.0,
             turn.tokens_by_modality,
+            turn.camera_tokens,
+            turn.screen_tokens,
         )
 
     async def record_summary(self, session_id: str, summary: SessionSummary) -> None:

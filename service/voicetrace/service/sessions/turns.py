@@ -53,6 +53,8 @@ class SettledTurn:
     audio_in_s: float
     audio_out_s: float
     tokens_by_modality: dict[str, int]
+    camera_tokens: int = 0  # image input tokens by source (telemetry.frames)
+    screen_tokens: int = 0
 
     @classmethod
     def checked(
@@ -64,6 +66,8 @@ class SettledTurn:
         audio_in_s: float,
         audio_out_s: float,
         tokens_by_modality: Mapping[str, int],
+        camera_tokens: int = 0,
+        screen_tokens: int = 0,
     ) -> SettledTurn:
         """Validate like an API boundary: usage is billing data, garbage must never land."""
         if not _is_count(number, 2**31 - 1):
@@ -78,6 +82,9 @@ class SettledTurn:
         for name, seconds in (("audio_in_s", audio_in_s), ("audio_out_s", audio_out_s)):
             if not _is_seconds(seconds):
                 raise ValueError(f"{name} must be finite seconds in [0, {MAX_TURN_AUDIO_S:g}]")
+        for name, value in (("camera_tokens", camera_tokens), ("screen_tokens", screen_tokens)):
+            if not _is_count(value, MAX_TOKENS):
+                raise ValueError(f"{name} must be an integer in [0, {MAX_TOKENS}]")
         modalities: dict[str, int] = {}
         for key, count in tokens_by_modality.items():
             if not isinstance(key, str) or not 0 < len(key) <= 64:
@@ -87,7 +94,7 @@ class SettledTurn:
             modalities[key] = count
         return cls(
             number, input_tokens, output_tokens, cost_usd, float(audio_in_s), float(audio_out_s),
-            modalities,
+            modalities, camera_tokens, screen_tokens,
         )  # fmt: skip
 
 
@@ -140,6 +147,8 @@ async def record(db: Database, session_id: str, turn: SettledTurn, now: datetime
                 audio_in_s=t.c.audio_in_s + turn.audio_in_s,
                 audio_out_s=t.c.audio_out_s + turn.audio_out_s,
                 audio_minutes_used=t.c.audio_minutes_used + minutes,
+                camera_tokens=t.c.camera_tokens + turn.camera_tokens,
+                screen_tokens=t.c.screen_tokens + turn.screen_tokens,
                 updated_at=now,
             )
             .returning(*t.c)

@@ -27,10 +27,12 @@ from voicetrace.service.sessions.schemas import Budgets, LiveSession
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
 from voicetrace.service.voice.budget import (
+    FRAME_METRICS,
     BudgetCheck,
     BudgetMetric,
     BudgetTracker,
     StreamedAudio,
+    StreamedFrames,
     most_urgent,
 )
 from voicetrace.service.voice.deps import BridgeDeps
@@ -57,11 +59,18 @@ from voicetrace.service.voice.protocol import (
     Playback,
     ProtocolError,
     TextInput,
+    VideoFrame,
     check_audio_frame,
     parse_client_text,
     server_message,
 )
 from voicetrace.service.voice.turn_reports import TurnReports
+from voicetrace.service.voice.video import (
+    FrameRates,
+    decode_frame,
+    max_text_bytes,
+    tokens_per_frame,
+)
 from voicetrace.telemetry import (
     EndReason,
     SessionTrace,
@@ -96,6 +105,11 @@ class VoiceBridge:
         self._audio = TokenBucket(settings.max_audio_speed, settings.audio_burst_s)
         per_minute = settings.max_text_tokens_per_minute
         self._text_tokens = TokenBucket(per_minute / 60.0, per_minute / 4.0)
+        self._video = FrameRates(settings.max_video_fps)
+        # Text frames carry JSON control messages and base64 camera/screen images.
+        self._max_text = max(
+            settings.max_frame_bytes, max_text_bytes(settings.max_video_frame_bytes)
+        )
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._speaking_turn: int | None = None
@@ -104,6 +118,10 @@ class VoiceBridge:
         policy = deps.budgets
         self._daily = policy.for_session(session, settings.model) if policy else None
         self._streamed = StreamedAudio()  # a monologue is checked while it lasts
+        # … and so is a screen share (frames at the session's media resolution)
+        self._frames_out = StreamedFrames(
+            tokens_per_frame(settings.model, settings.media_resolution)
+        )
         self.reports = TurnReports(
             settings.usage_wait_s,
             send_summary=self._send_turn_summary,
@@ -257,27 +275,32 @@ class VoiceBridge:
             if message["type"] == "websocket.disconnect":
                 raise closing(EndReason.CLIENT_DISCONNECT)
             if not self._frames.take():
-                limit = f"more than {settings.max_frames_per_s} frames per second"
-                raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
+                flood = f"more than {settings.max_frames_per_s} frames per second"
+                raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, flood)
             data, text = message.get("bytes"), message.get("text")
             try:
                 if data is not None:
                     await self._on_audio(data)
                 elif text is not None:
-                    if len(text) > settings.max_frame_bytes:
+                    if len(text) > self._max_text:
                         raise ProtocolError(
-                            "frame_too_large",
-                            f"text frame exceeds {settings.max_frame_bytes} bytes",
+                            "frame_too_large", f"text frame exceeds {self._max_text} bytes"
                         )
                     await self._on_client_message(parse_client_text(text))
             except ProtocolError as exc:
-                await self._reject(exc, size=len(data if data is not None else text or ""))
+                # Far over its kind's limit (audio, or text that may carry an image) is abuse.
+                size, limit = (
+                    (len(data), settings.max_frame_bytes)
+                    if data is not None
+                    else (len(text or ""), self._max_text)
+                )
+                await self._reject(exc, far_over=size > 4 * limit)
             except ValueError as exc:  # the adapter refused the input itself
-                await self._reject(ProtocolError("invalid_input", str(exc)), size=0)
+                await self._reject(ProtocolError("invalid_input", str(exc)), far_over=False)
 
-    async def _reject(self, exc: ProtocolError, size: int) -> None:
+    async def _reject(self, exc: ProtocolError, far_over: bool) -> None:
         settings = self._settings
-        if size > 4 * settings.max_frame_bytes:
+        if far_over:
             raise closing(EndReason.PROTOCOL_ABUSE, CLOSE_TOO_BIG, "frame far over the size limit")
         self._bad_frames += 1
         await self._send("error", code=exc.code, message=exc.message)
@@ -300,6 +323,16 @@ class VoiceBridge:
             self._spawn(self._project_audio())
         await self.model.send_audio(frame)
 
+    async def _on_video(self, msg: VideoFrame) -> None:
+        image = decode_frame(msg, self._settings.max_video_frame_bytes)
+        self._video.check(msg.source)
+        if self._paused:
+            return  # as audio: a paused session's frames go nowhere and are not billed
+        self.trace.video_frame(msg.source)
+        if self._frames_out.add(msg.source):
+            self._spawn(self._project_frames(msg.source))
+        await self.model.send_video(image, msg.mime_type)
+
     async def _on_client_message(self, msg: ClientMessage) -> None:
         trace, model = self.trace, self.model
         match msg:
@@ -307,6 +340,8 @@ class VoiceBridge:
                 trace.playback(turn, event, played_ms)
             case End():
                 raise closing(EndReason.COMPLETED)
+            case VideoFrame():
+                await self._on_video(msg)
             case _ if self._paused:
                 message = "the session is paused; input is ignored"
                 await self._send("error", code="session_paused", message=message)
@@ -411,6 +446,7 @@ class VoiceBridge:
         except Exception:
             log.exception("could not store turn %d of %s", summary.number, self.session_id)
         self._streamed.settled()
+        self._frames_out.settled()
         check = self._budget.add_turn(summary)
         if self._daily is not None:  # the ledger already has the turn (TurnReports.record)
             check = most_urgent(check, await self._daily.check())
@@ -421,7 +457,17 @@ class VoiceBridge:
         extra = self._streamed.minutes
         check = self._budget.projected(BudgetMetric.AUDIO_MINUTES, extra)
         if self._daily is not None:
-            check = most_urgent(check, await self._daily.projected_audio(extra))
+            check = most_urgent(
+                check, await self._daily.projected(BudgetMetric.AUDIO_MINUTES, extra)
+            )
+        await self._apply_budget(check)
+
+    async def _project_frames(self, source: str) -> None:
+        """Pause as soon as the frames forwarded so far would use a camera/screen budget up."""
+        metric, extra = FRAME_METRICS[source], self._frames_out.tokens(source)
+        check = self._budget.projected(metric, extra)
+        if self._daily is not None:
+            check = most_urgent(check, await self._daily.projected(metric, extra))
         await self._apply_budget(check)
 
     async def _apply_budget(self, check: BudgetCheck | None) -> None:

@@ -1,9 +1,11 @@
 """Per-session budgets, fed by the telemetry's settled turn summaries (the spans' own numbers).
 
-A session may carry limits in its `budgets` (USD and audio minutes). When a turn's usage is
-settled the bridge adds the turn's cost and audio; at `warn_at` of a limit the client gets
-`budget_warning`, at 100 % the session pauses. A limit of 0 allows nothing; `None` is unlimited.
-Overshoot is bounded by one turn because the check runs at every settled turn. The user's daily
+A session may carry limits in its `budgets` (USD, audio minutes, camera and screen tokens). When
+a turn's usage is settled the bridge adds the turn's cost, audio and image tokens by source; at
+`warn_at` of a limit the client gets `budget_warning`, at 100 % the session pauses. A limit of 0
+allows nothing; `None` is unlimited. Overshoot is bounded by one turn because the check runs at
+every settled turn; streamed audio and frames are also projected while they last
+(`StreamedAudio`, `StreamedFrames`). The user's daily
 limits, across sessions and replicas, are `voice.budget_policy`'s (read from the usage ledger).
 """
 
@@ -23,8 +25,8 @@ _MS_PER_MINUTE = Decimal(60_000)
 class BudgetMetric(StrEnum):
     USD = "usd"
     AUDIO_MINUTES = "audio_minutes"
-    VIDEO_TOKENS = "video_tokens"  # camera frames (counted once camera input exists)
-    SCREEN_TOKENS = "screen_tokens"  # screen-share frames (likewise)
+    VIDEO_TOKENS = "video_tokens"  # image tokens of camera frames
+    SCREEN_TOKENS = "screen_tokens"  # image tokens of screen-share frames
 
 
 class BudgetScope(StrEnum):
@@ -77,6 +79,8 @@ def session_limits(budgets: Budgets | None) -> dict[BudgetMetric, Decimal]:
     limits = {
         BudgetMetric.USD: budgets.session_usd,
         BudgetMetric.AUDIO_MINUTES: budgets.session_audio_minutes,
+        BudgetMetric.VIDEO_TOKENS: budgets.session_video_tokens,
+        BudgetMetric.SCREEN_TOKENS: budgets.session_screen_tokens,
     }
     return {m: Decimal(str(v)) for m, v in limits.items() if v is not None}
 
@@ -125,6 +129,8 @@ class BudgetTracker:
             self.used[BudgetMetric.USD] += turn.cost_usd
         audio_ms = Decimal(str(turn.audio_in_ms)) + Decimal(str(turn.audio_out_ms))
         self.used[BudgetMetric.AUDIO_MINUTES] += audio_ms / _MS_PER_MINUTE
+        self.used[BudgetMetric.VIDEO_TOKENS] += turn.camera_tokens
+        self.used[BudgetMetric.SCREEN_TOKENS] += turn.screen_tokens
         worst: BudgetCheck | None = None
         for metric, limit in self.limits.items():
             used = self.used[metric]
@@ -166,3 +172,31 @@ class StreamedAudio:
     @property
     def minutes(self) -> Decimal:
         return Decimal(str(self.unsettled_s)) / 60
+
+
+FRAME_METRICS = {"camera": BudgetMetric.VIDEO_TOKENS, "screen": BudgetMetric.SCREEN_TOKENS}
+
+
+@dataclass
+class StreamedFrames:
+    """Camera and screen frames forwarded since the last settled turn, so a long screen share is
+    checked while it lasts: every `every` frames of a source, its unsettled frames are projected
+    at `tokens_per_frame` (the session's media resolution). The overshoot of a camera or screen
+    token budget is then at most `every - 1` frames plus those forwarded during one check (≤ 1 s
+    database read at ≤ `max_video_fps`, after a burst of one second's worth) — see docs/costs.md."""
+
+    tokens_per_frame: int
+    every: int = 2
+    unsettled: dict[str, int] = field(default_factory=lambda: {"camera": 0, "screen": 0})
+
+    def add(self, source: str) -> bool:
+        """Count one frame of `source`; True when a projection check is due."""
+        self.unsettled[source] += 1
+        return self.unsettled[source] % self.every == 0
+
+    def settled(self) -> None:
+        """A turn settled: its frames are in the budgets now (its image tokens by source)."""
+        self.unsettled = {"camera": 0, "screen": 0}
+
+    def tokens(self, source: str) -> Decimal:
+        return Decimal(self.unsettled[source] * self.tokens_per_frame)

@@ -281,14 +281,14 @@ class SessionAccounts:
     async def exhausted(self) -> BudgetCheck | None:
         return (await self.policy.status(self.user_id, self.budgets)).exhausted()
 
-    async def projected_audio(self, extra_minutes: Decimal) -> BudgetCheck | None:
-        """Would the audio streamed but not settled yet use the day's audio minutes up?"""
+    async def projected(self, metric: BudgetMetric, extra: Decimal) -> BudgetCheck | None:
+        """Would what was streamed but not settled yet (audio minutes, or camera/screen tokens
+        of the frames forwarded) use the day's `metric` up?"""
         status = await self.policy.status(self.user_id, self.budgets)
-        limit = status.limits[BudgetMetric.AUDIO_MINUTES]
+        limit = status.limits[metric]
         if limit is None:
             return None
-        used = status.used[BudgetMetric.AUDIO_MINUTES] + extra_minutes
+        used = status.used[metric] + extra
         if used < limit:
             return None
-        metric = BudgetMetric.AUDIO_MINUTES
         return BudgetCheck(metric, used, limit, False, True, scope=BudgetScope.DAILY)

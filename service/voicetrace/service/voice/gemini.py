@@ -45,6 +45,12 @@ _DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 _BAD_MESSAGES_TOLERATED = 3
 _MAX_UNCONFIRMED = 8  # text turns kept for replay after a reconnect
 _BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+_MEDIA_RESOLUTION = {
+    "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
+    "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
+    "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
+}
+_IMAGE_MIMES = ("image/jpeg", "image/png")
 
 
 def live_base_url() -> str:
@@ -72,6 +78,7 @@ def live_connect_config(
         disabled=not c.automatic_activity_detection, silence_duration_ms=c.silence_duration_ms
     )
     transcription = types.AudioTranscriptionConfig
+    resolution = _MEDIA_RESOLUTION[c.media_resolution] if c.media_resolution else None
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],  # 3.x Live models reject TEXT (1007)
         speech_config=speech,
@@ -81,6 +88,7 @@ def live_connect_config(
         output_audio_transcription=transcription() if c.output_transcription else None,
         session_resumption=types.SessionResumptionConfig(handle=handle) if c.resumption else None,
         realtime_input_config=types.RealtimeInputConfig(automatic_activity_detection=vad),
+        media_resolution=resolution,  # setup.generationConfig.mediaResolution on the wire
     )
 
 
@@ -433,6 +441,16 @@ class GeminiLive:
                 pass  # fall through to the waiting path
         blob = types.Blob(data=pcm16_16k, mime_type=_INPUT_MIME)
         await self._send(lambda s: s.send_realtime_input(audio=blob))
+
+    async def send_video(self, image: bytes, mime_type: str) -> None:
+        """One camera or screen frame as realtime video (`realtimeInput.video`); about 1 fps is
+        what Gemini Live samples. Frames are not replayed after a reconnect (the next one is)."""
+        if not isinstance(image, bytes | bytearray) or not image:
+            raise ValueError("a video frame must be non-empty image bytes")
+        if mime_type not in _IMAGE_MIMES:
+            raise ValueError(f"video frames must be one of {', '.join(_IMAGE_MIMES)}")
+        blob = types.Blob(data=bytes(image), mime_type=mime_type)
+        await self._send(lambda s: s.send_realtime_input(video=blob))
 
     async def send_text(self, text: str) -> None:
         """A complete user turn in text (client_content with turn_complete)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from voicetrace.service.voice import events as ev
 from voicetrace.service.voice.tools import FunctionSpec
@@ -29,6 +29,8 @@ class LiveModelConfig:
     resumption: bool = True
     automatic_activity_detection: bool = True
     silence_duration_ms: int | None = None
+    # Tokens per camera/screen frame (None: the model's default); see voice.video.
+    media_resolution: Literal["low", "medium", "high"] | None = None
     api_key: str | None = None  # None → the SDK's own env handling (GEMINI_API_KEY)
     connect_timeout_s: float = 10.0
     max_reconnects: int = 3
@@ -85,6 +87,10 @@ class LiveModel(Protocol):
     async def send_audio(self, pcm16_16k: bytes) -> None: ...
 
     async def send_text(self, text: str) -> None: ...
+
+    async def send_video(self, image: bytes, mime_type: str) -> None:
+        """One camera or screen frame (JPEG or PNG) as realtime video input."""
+        ...
 
     async def send_audio_end(self) -> None: ...
 

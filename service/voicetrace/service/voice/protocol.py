@@ -73,6 +73,15 @@ class Playback(_ClientMessage):
     played_ms: Annotated[float, Field(ge=0, le=86_400_000, allow_inf_nan=False)] = 0.0
 
 
+class VideoFrame(_ClientMessage):
+    """One camera or screen-share image (JPEG or PNG, base64); checked by `voice.video`."""
+
+    type: Literal["video_frame"]
+    source: Literal["camera", "screen"]
+    mime_type: Annotated[str, Field(min_length=1, max_length=100)]
+    data: Annotated[str, Field(min_length=1)]
+
+
 class End(_ClientMessage):
     """The client ends the session."""
 
@@ -80,11 +89,19 @@ class End(_ClientMessage):
 
 
 ClientMessage = Annotated[
-    TextInput | AudioEnd | ActivityStart | ActivityEnd | Playback | End,
+    TextInput | AudioEnd | ActivityStart | ActivityEnd | Playback | VideoFrame | End,
     Field(discriminator="type"),
 ]
 _client_message = TypeAdapter(ClientMessage)
-_CLIENT_TYPES = ("text", "audio_end", "activity_start", "activity_end", "playback", "end")
+_CLIENT_TYPES = (
+    "text",
+    "audio_end",
+    "activity_start",
+    "activity_end",
+    "playback",
+    "video_frame",
+    "end",
+)
 
 
 def parse_client_text(raw: str) -> ClientMessage:

@@ -95,6 +95,7 @@ def model_config(settings: Settings, tools: ToolRegistry) -> LiveModelConfig:
         tools=tuple(tools.specs()),
         silence_duration_ms=settings.silence_duration_ms,
         automatic_activity_detection=settings.automatic_activity_detection,
+        media_resolution=settings.media_resolution,
         api_key=settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None,
         connect_timeout_s=settings.model_connect_timeout_s,
     )
