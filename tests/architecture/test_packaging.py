@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from tests.architecture.test_layout import MODULES, ROOT
 
@@ -56,17 +58,32 @@ def test_the_product_wheel_installs_only_the_voicetrace_namespace(tmp_path: Path
     assert {"voicetrace/telemetry/prices.json", "voicetrace/demo/places.json"} <= set(names)
 
 
-def test_the_telemetry_distribution_runs_a_session_with_only_opentelemetry(tmp_path: Path) -> None:
+def lowest_bounds(pyproject: Path) -> list[str]:
+    """`name==X` for every `name>=X` dependency the distribution declares: what an app
+    pinned to the oldest allowed OpenTelemetry (Google ADK: <= 1.44) gets."""
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    pins = []
+    for dep in deps:
+        name, _, rest = dep.partition(">=")
+        pins.append(f"{name.strip()}=={rest.split(',')[0].strip()}")
+    return pins
+
+
+@pytest.mark.parametrize("versions", ["newest", "lowest"])
+def test_the_telemetry_distribution_runs_a_session_with_only_opentelemetry(
+    tmp_path: Path, versions: str
+) -> None:
     names = _wheel(ROOT / "telemetry", tmp_path / "wheel").namelist()
     assert {n.split("/")[1] for n in names if n.startswith("voicetrace/")} == {"telemetry"}
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    _pip(python, "install", str(next((tmp_path / "wheel").glob("*.whl"))))
+    pins = lowest_bounds(ROOT / "telemetry" / "pyproject.toml") if versions == "lowest" else []
+    _pip(python, "install", str(next((tmp_path / "wheel").glob("*.whl"))), *pins)
     script = textwrap.dedent(
         """
-        import importlib, json
+        import importlib, importlib.metadata, json
 
         def absent(module):
             try:
@@ -110,6 +127,8 @@ def test_the_telemetry_distribution_runs_a_session_with_only_opentelemetry(tmp_p
             "spans": sorted(s.name for s in memory.get_finished_spans()),
             "cost": str(summary.cost_usd),
             "settled": [s.number for s in settled],
+            "otel": {d: importlib.metadata.version(d) for d in (
+                "opentelemetry-api", "opentelemetry-sdk", "opentelemetry-semantic-conventions")},
             "absent": [m for m in ("fastapi", "google.genai", "sqlalchemy", "pydantic",
                                    "service", "telemetry", "grpc")
                        if absent(m)],
@@ -124,6 +143,10 @@ def test_the_telemetry_distribution_runs_a_session_with_only_opentelemetry(tmp_p
     assert result["spans"] == ["chat gemini-3.8-live", "invoke_agent voicetrace", "voice_session"]
     assert result["cost"] not in ("None", "0")
     assert result["settled"] == [1]
+    for pin in pins:  # the session above really ran on the oldest versions allowed
+        name, _, version = pin.partition("==")
+        if name in result["otel"]:
+            assert Version(result["otel"][name]) == Version(version), (name, result["otel"])
     assert set(result["absent"]) == {
         "fastapi",
         "google.genai",

@@ -77,3 +77,22 @@ async def test_history_up_to_a_model_turn_is_context_not_the_question(start_emul
     # The earlier request was already answered in the history: no tool call for it now.
     assert not any(m.tool_call for m in messages)
     assert "Thank you" in transcript(messages)
+
+
+async def test_pipecats_blank_realtime_text_nudge_neither_interrupts_nor_adds_a_turn(
+    start_emulator,
+):
+    """Pipecat on Gemini 3.x follows `client_content(turn_complete=True)` with
+    `realtime_input(text=" ")` so that the model answers: one answer, not a barge-in."""
+    emu = await start_emulator(Scenario(**FAST))
+    async with genai.Client().aio.live.connect(model=MODEL, config=live_config()) as session:
+        await session.send_client_content(turns=[user("Say hello.")], turn_complete=True)
+        await session.send_realtime_input(text=" ")
+        messages = await one_turn(session)
+        await session.send_realtime_input(text="And now?")  # a real text is a turn again
+        again = await one_turn(session)
+    assert "interrupted" not in server_content_flags(messages)
+    assert "hello" in transcript(messages).lower()
+    assert transcript(again)
+    completes = [e for e in emu.wire.select(direction="out") if "turnComplete" in str(e.message)]
+    assert len(completes) == 2

@@ -338,3 +338,49 @@ async def test_resuming_before_leaving_the_old_connection_continues_the_same_ses
     assert s["connects"] == [(False, "UNSET"), (True, "UNSET")]
     assert s["root"]["voice.session.reconnects"] == 1
     assert s["root"]["voice.session.end_reason"] == "completed"
+
+
+async def test_a_blank_realtime_text_after_the_turn_began_is_not_a_new_user_turn(
+    emulator: Emulator, traced: Any
+) -> None:
+    """Pipecat on Gemini 3.x sends `send_realtime_input(text=" ")` after every
+    `send_client_content(turn_complete=True)` so that the model answers; it may land after the
+    answer started. Neither the server nor the trace takes it for the user talking again."""
+    t: Traced = traced()
+    hello = types.Content(role="user", parts=[types.Part(text="Hello there!")])
+    async with genai.Client().aio.live.connect(
+        model=raw_sdk.MODEL, config=raw_sdk.default_config()
+    ) as session:
+        await session.send_client_content(turns=hello, turn_complete=True)
+        got = []
+        async for msg in session.receive():
+            got.append(msg)
+            if len(got) == 2:  # the answer is under way
+                await session.send_realtime_input(text=" ")
+    assert not any(m.server_content and m.server_content.interrupted for m in got)
+    [turn] = shape(t.spans())["turns"]
+    assert turn["turn"]["voice.turn.trigger"] == "user_text"
+    assert turn["turn"]["voice.turn.interrupted"] is False
+
+
+def _search_config(behavior: types.Behavior | None) -> types.LiveConnectConfig:
+    config = raw_sdk.default_config()
+    assert config.tools is not None and config.tools[0].function_declarations is not None
+    [decl] = config.tools[0].function_declarations
+    tool = types.Tool(function_declarations=[decl.model_copy(update={"behavior": behavior})])
+    return config.model_copy(update={"tools": [tool]})
+
+
+@pytest.mark.parametrize("model", [raw_sdk.MODEL, "gemini-3.1-flash-live-preview"])
+async def test_a_function_without_behaviour_is_traced_with_the_models_default(
+    emulator: Emulator, traced: Any, model: str
+) -> None:
+    """ADK's and Pipecat's own declarations leave the behaviour unset: NON_BLOCKING on the
+    3.8 Live models, BLOCKING elsewhere — the tool span says which the server applied."""
+    t: Traced = traced()
+    say = (Say(text="Find coffee near me"),)
+    await raw_sdk.converse(genai.Client(), say, config=_search_config(None), model=model)
+    await asyncio.sleep(0.3)  # a NON_BLOCKING result's own turn
+    [tool] = [s for s in t.spans() if s.name.startswith("execute_tool ")]
+    # The emulator applies the same defaults as Gemini (docs/emulator.md, "Tools").
+    assert (tool.attributes or {})["voice.tool.non_blocking"] is (model == raw_sdk.MODEL)

@@ -363,6 +363,7 @@ def assert_trace_contract(
     model: str,
     environment: str = "development",
     consent: bool = False,
+    agent: str = "voicetrace",
 ) -> Tree:
     """Assert the span tree, attribute and level contract of docs/telemetry.md on one
     session's exported spans; return them by role for scenario-specific assertions."""
@@ -451,7 +452,7 @@ def assert_trace_contract(
     for t in turns:
         ta = t.attributes
         n = ta["voice.turn.number"]
-        assert t.name == "invoke_agent voicetrace" and t.kind == KIND_INTERNAL
+        assert t.name == f"invoke_agent {agent}" and t.kind == KIND_INTERNAL
         assert t.parent_span_id == root.span_id
         assert not _missing(t, TURN_KEYS), (n, _missing(t, TURN_KEYS))
         assert ta["langfuse.observation.type"] == "agent"

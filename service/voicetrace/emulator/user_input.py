@@ -100,11 +100,18 @@ class UserInput(TurnEngine):
             self.vad.reset_speech()
             self._start_spoken_turn(self._take_samples(self.vad.received))
         text = pick(realtime, "text")
+        if isinstance(text, str) and not text.strip() and self._answering():
+            # Pipecat's Gemini 3.x nudge: `text=" "` right after client_content(turnComplete),
+            # so that the model answers; it already is, and a blank adds nothing to the turn.
+            return
         if isinstance(text, str) and text:
             await self._interrupt()
             self._pending_text += text_tokens(text)
             said, self._pending_user = " ".join([*self._pending_user, text]), []
             self._start_user_turn(said, spoken=False)
+
+    def _answering(self) -> bool:
+        return self.generation is not None and not self.generation.done()
 
     def _frame(self, image: bytes) -> None:
         """A camera/screen frame: billed at the setup's media resolution, into the context at

@@ -7,8 +7,8 @@ GenAILiveInstrumentor().instrument()  # or: opentelemetry-instrument python app.
 ```
 
 It wraps `AsyncLive.connect` (an async context manager) and the `AsyncSession` methods
-`send_realtime_input`, `send_client_content`, `send_tool_response`, `send` and `receive`, and
-reports what passes through them to a `VoiceTelemetry` — the same span contract as the
+`send_realtime_input`, `send_client_content`, `send_tool_response`, `send`, `receive` and
+`close`, and reports what passes through them to a `VoiceTelemetry` — the same span contract as the
 voicetrace service (docs/telemetry.md): one `voice_session` per conversation (a reconnect that
 resumes from the session's handle continues it, with a `model.connect` span and a
 `model.reconnected` event), turns from Gemini's own signals, `chat` generations with usage and
@@ -103,9 +103,13 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._grace_s = float(kwargs.get("resume_grace_s", 30.0))
         self._sessions: weakref.WeakKeyDictionary[Any, LiveTrace] = weakref.WeakKeyDictionary()
         self._parked: dict[str, tuple[LiveTrace, asyncio.TimerHandle | None]] = {}
+        # Connections the app closed itself (ADK and Pipecat call `close()` while their receive
+        # loop runs): the close that loop then sees is the app's, not a model error.
+        self._closed: weakref.WeakSet[Any] = weakref.WeakSet()
         self._originals: list[tuple[type, str, Any]] = []
         self._patch(live.AsyncLive, "connect", self._wrap_connect)
         self._patch(live.AsyncSession, "receive", self._wrap_receive)
+        self._patch(live.AsyncSession, "close", self._wrap_close)
         for name in _SESSION_METHODS:
             self._patch(live.AsyncSession, name, self._wrap_send(name))
 
@@ -159,7 +163,8 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 except StopAsyncIteration:
                     return
                 except CONNECTION_ERRORS as exc:
-                    if state.current is session:  # not an old connection already replaced
+                    # Not an old connection already replaced, nor one the app closed.
+                    if state.current is session and session not in self._closed:
                         self._guarded("receive", state.on_receive_error, exc)
                     raise
                 try:
@@ -167,6 +172,13 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 except Exception as exc:
                     self._telemetry.counters.error("genai_live.receive", exc)
                 yield msg
+
+    def _wrap_close(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        async def close(session: Any, *args: Any, **kwargs: Any) -> Any:
+            self._guarded("close", self._closed.add, session)
+            return await original(session, *args, **kwargs)
+
+        return close
 
     def _wrap_send(self, name: str) -> Callable[[Any], Any]:
         def make(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -232,7 +244,7 @@ class GenAILiveInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             fields["tags"] = tuple(fields["tags"])
         allowed = {f.name for f in dataclasses.fields(SessionInfo)}
         info = SessionInfo(**{k: v for k, v in fields.items() if k in allowed})
-        state = LiveTrace(self._telemetry.start_session(info), config)
+        state = LiveTrace(self._telemetry.start_session(info), config, name)
         state.trace.connect_started()
         return state
 

@@ -39,13 +39,22 @@ from voicetrace.telemetry.session import SessionTrace
 CONNECTION_ERRORS = (errors.APIError, websockets.ConnectionClosed, OSError)
 
 
-def non_blocking_functions(config: object) -> frozenset[str]:
-    """Names of the NON_BLOCKING functions a `LiveConnectConfig` (or its dict) declares."""
+# Models on which a function declared without a behaviour is NON_BLOCKING (the GA 3.8 Live
+# models; BLOCKING elsewhere). Frameworks rarely say: ADK's FunctionTool and Pipecat's
+# FunctionSchema leave it unset.
+NON_BLOCKING_BY_DEFAULT = frozenset({"gemini-3.8-live", "gemini-3.8-live-extended-thinking"})
+
+
+def non_blocking_functions(config: object, model: str = "") -> frozenset[str]:
+    """Names of the NON_BLOCKING functions a `LiveConnectConfig` (or its dict) declares for
+    `model`, explicitly or by the model's default."""
+    default = "NON_BLOCKING" if model.removeprefix("models/") in NON_BLOCKING_BY_DEFAULT else None
     names = set()
     for tool in gi.field(config, "tools") or ():
         for decl in gi.field(tool, "function_declarations") or ():
             behavior = gi.field(decl, "behavior")
             value = getattr(behavior, "value", behavior)
+            value = default if value in (None, "UNSPECIFIED") else value
             if value == "NON_BLOCKING" and gi.field(decl, "name"):
                 names.add(str(gi.field(decl, "name")))
     return frozenset(names)
@@ -70,9 +79,9 @@ def system_prompt(config: object) -> str | None:
 class LiveTrace:
     """The trace of one live conversation, across the connections that resume it."""
 
-    def __init__(self, trace: SessionTrace, config: object) -> None:
+    def __init__(self, trace: SessionTrace, config: object, model: str = "") -> None:
         self.trace = trace
-        self.non_blocking = non_blocking_functions(config)
+        self.non_blocking = non_blocking_functions(config, model)
         self.handle: str | None = None  # last resumable handle the server gave
         self.go_away = False
         self.lost: str | None = None  # "go_away" / "connection_lost" once the socket is gone
@@ -123,7 +132,9 @@ class LiveTrace:
         if kwargs.get("audio_stream_end"):
             trace.audio_stream_end()
         text = kwargs.get("text")
-        if isinstance(text, str) and text:
+        # A blank text is not something the user said: Pipecat sends `text=" "` after
+        # client_content(turn_complete=True) to make Gemini 3.x answer the turn already begun.
+        if isinstance(text, str) and text.strip():
             trace.user_text(text, at_ns)
         if kwargs.get("activity_start") is not None:
             trace.user_activity("start")
