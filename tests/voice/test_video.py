@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 
 import pytest
+from voicetrace.emulator.usage import frame_tokens
 from voicetrace.service.voice.budget import StreamedFrames
 from voicetrace.service.voice.protocol import ProtocolError, VideoFrame, parse_client_text
 from voicetrace.service.voice.video import (
     FrameRates,
+    MediaResolution,
     decode_frame,
     max_text_bytes,
     tokens_per_frame,
@@ -91,3 +93,16 @@ def test_streamed_frames_are_projected_every_second_frame_per_source() -> None:
     assert streamed.tokens("screen") == 350 and streamed.tokens("camera") == 70
     streamed.settled()
     assert streamed.tokens("screen") == 0
+
+
+@pytest.mark.parametrize(
+    "model", ["gemini-3.8-live", "models/gemini-2.5-flash-live", "gemini-live-2.5"]
+)
+@pytest.mark.parametrize("resolution", [None, "low", "medium", "high"])
+def test_the_budget_projection_prices_a_frame_as_the_emulator_bills_it(
+    model: str, resolution: MediaResolution | None
+) -> None:
+    # Two copies of Google's per-frame table (the service must not import the emulator): they
+    # must agree, or a screen share would be projected at one price and settled at another.
+    wire = None if resolution is None else resolution.upper()
+    assert tokens_per_frame(model, resolution) == frame_tokens(model.removeprefix("models/"), wire)
