@@ -512,7 +512,7 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
     print(f"spans per session: voicetrace and floor {expected}, service {sorted(spans['service'])}")
     # The same spans but for the agent's name in `invoke_agent <agent>` (the instrumentor's
     # default vs the service's); if not, `service / plain-otel` is no same-spans ratio: say so.
-    kinds = [sorted(s.name.split(" ")[0] for s in spans) for spans in (template, service_spans)]
+    kinds = [sorted(s.name.split(" ")[0] for s in group) for group in (template, service_spans)]
     if kinds[0] != kinds[1]:
         print(f"NOTE: the service's spans differ from the floor's: {kinds[1]} vs {kinds[0]}")
     if invalid:
