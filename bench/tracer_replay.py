@@ -24,12 +24,19 @@ wrapper over the same SDK method, same processor, same export on/off). The floor
 recording at all, so voicetrace / floor measures what the voicetrace contract's bookkeeping
 costs (every audio chunk, transcript and send is recorded: ~140 calls a turn here) on top of
 creating and exporting the same spans.
+`service-untraced` / `service` (the service's path, `bench/service_replay.py`): the same script
+through the service's own model adapter (`GeminiLive`, which decodes audio frames itself instead
+of the SDK's parsing, so the raw-SDK untraced run is no baseline for it), its typed events
+consumed; `service` also feeds them to a `SessionTrace` through the bridge's own functions
+(`voice.trace_calls`), same processor, export off. Its added CPU is paired with
+`service-untraced`, not `untraced`. No client WebSocket, budget or ledger: it measures the
+tracing the service adds.
 `gemini-live-telemetry` is measured when it is installed (into the bench's environment, never a
 project dependency: `pip install --target DIR gemini-live-telemetry --no-deps` and run with
 `PYTHONPATH=DIR`; its console fallback prints its metrics as JSON at exit, after the table).
-Not measured, with the reason printed: LangSmith (no Gemini Live wrapper) and the service's
-path (see `NOT_MEASURED`). A run where voicetrace or the floor exported another number of spans
-than voicetrace's warm-up session is refused (no table, exit status 1).
+Not measured, with the reason printed: LangSmith (no Gemini Live wrapper). A run where
+voicetrace or the floor exported another number of spans than voicetrace's warm-up session,
+or the service a varying number, is refused (no table, exit status 1).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import service_replay
 from examples import raw_sdk
 from examples.raw_sdk import Say
 
@@ -65,14 +73,9 @@ SCRIPT: tuple[Say, ...] = (
     Say(text="Tell me a long story", barge_in="Stop. What time is it?"),
     Say(text="Tell me everything about the harbour"),
 )
-PEERS_NOT_MEASURED: dict[str, str] = {
-    "the service's path (voice/gemini.py + bridge + SessionTrace)": (
-        "it is another client, not a tracer over this one: its adapter decodes audio frames "
-        "itself (gemini_frames, no SDK parsing) and its bridge needs the client WebSocket, "
-        "budget and ledger, so the raw-SDK untraced run is no baseline for it; bench/capacity.py "
-        "measures it with telemetry on vs off"
-    ),
-}
+PEERS_NOT_MEASURED: dict[str, str] = {}
+# Variants whose baseline is another variant than `untraced` (paired the same way).
+BASELINES = {"service": "service-untraced"}
 Frames = list[tuple[str, bytes]]  # ("in", b"") = wait for a client frame; ("out", payload)
 
 
@@ -193,6 +196,9 @@ class Variant:
 
     def stop(self) -> None: ...
 
+    async def converse(self, client: Any) -> None:
+        await raw_sdk.converse(client, SCRIPT)
+
     def flush(self) -> None:
         self.provider.force_flush(10_000)
 
@@ -229,6 +235,35 @@ class VoicetraceVariant(Variant):
 
     def flush(self) -> None:
         assert self.telemetry.force_flush(10.0)
+
+
+class ServiceVariant(Variant):
+    """The service's path (see `bench/service_replay.py`): its own adapter, one process-wide
+    `GeminiClients` as in the service; with `traced`, a `SessionTrace` per session fed by the
+    bridge's functions, over a `VoiceTelemetry` built as voicetrace's (no meter provider)."""
+
+    def __init__(self, clients: Any, traced: bool) -> None:
+        self.name = "service" if traced else "service-untraced"
+        super().__init__()
+        from opentelemetry.metrics import NoOpMeterProvider
+        from voicetrace.telemetry import PriceTable, VoiceTelemetry
+
+        self.clients = clients
+        self.registry = service_replay.tools()
+        self.telemetry = (
+            VoiceTelemetry(self.provider, NoOpMeterProvider(), pricing=PriceTable.load(None))
+            if traced
+            else None
+        )
+
+    async def converse(self, client: Any) -> None:
+        await service_replay.converse(self.clients, self.registry, SCRIPT, self.telemetry)
+
+    def flush(self) -> None:
+        if self.telemetry is None:
+            super().flush()
+        else:
+            assert self.telemetry.force_flush(10.0)
 
 
 Template = tuple[str, Any, dict[str, Any], list[tuple[str, dict[str, Any]]]]
@@ -397,7 +432,7 @@ async def one_run(client: Any, variant: Variant) -> tuple[float, float, int]:
     try:
         process0, loop0 = time.process_time(), time.thread_time()
         async with asyncio.timeout(60):
-            await raw_sdk.converse(client, SCRIPT)
+            await variant.converse(client)
         loop_cpu = time.thread_time() - loop0
         before = variant.exporter.count
         variant.flush()
@@ -413,6 +448,9 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
     ctx = multiprocessing.get_context("spawn")
     port, otlp_port, ready = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event()
     from voicetrace.emulator.tls import write_certificates
+    from voicetrace.service.voice.gemini import GeminiClients
+
+    clients = GeminiClients()  # the service's one client per process (no deflate), made on use
 
     with tempfile.TemporaryDirectory() as cert_dir:
         certs = write_certificates(Path(cert_dir))
@@ -439,13 +477,17 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
                 VoicetraceVariant(metrics=True),
                 PlainOtelVariant(template),
                 PlainOtelVariant(template, otlp),
+                ServiceVariant(clients, traced=False),
+                service := ServiceVariant(clients, traced=True),
                 *_peer_variants(),
             ]
+            service_spans: list[ReadableSpan] = []
+            service.exporter.kept = service_spans  # its warm-up: compared with the floor's
             results: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
             spans: dict[str, set[int]] = {v.name: set() for v in variants}
             for v in variants:  # warm-up: imports, caches, first TLS handshake
                 await one_run(client, v)
-            voicetrace.exporter.kept = None
+            voicetrace.exporter.kept = service.exporter.kept = None
             for _ in range(repeat):
                 order = variants[:]
                 random.shuffle(order)
@@ -457,6 +499,7 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
                     results[v.name].append((loop_cpu / turns * 1e3, process_cpu / turns * 1e3))
         finally:
             server.kill()
+            await clients.aclose()
     # Root, connect, turn + chat per turn, the tool call, the barge-in event span; the floor
     # copies voicetrace's spans, so both must export exactly that many every run.
     expected = len(template)
@@ -464,6 +507,14 @@ async def bench(repeat: int, frames: Frames, turns: int) -> dict[str, list[tuple
     for name in spans:  # peers emit metrics, not these spans
         if name.startswith(("voicetrace", "plain-otel")) and spans[name] != {expected}:
             invalid.append(f"{name} exported {sorted(spans[name])} spans, want {expected}")
+    if len(spans["service"]) != 1 or spans["service"] == {0}:
+        invalid.append(f"service exported {sorted(spans['service'])} spans, want one number")
+    print(f"spans per session: voicetrace and floor {expected}, service {sorted(spans['service'])}")
+    # The same spans but for the agent's name in `invoke_agent <agent>` (the instrumentor's
+    # default vs the service's); if not, `service / plain-otel` is no same-spans ratio: say so.
+    kinds = [sorted(s.name.split(" ")[0] for s in group) for group in (template, service_spans)]
+    if kinds[0] != kinds[1]:
+        print(f"NOTE: the service's spans differ from the floor's: {kinds[1]} vs {kinds[0]}")
     if invalid:
         raise SystemExit("INVALID RUN (no table): " + "; ".join(invalid))
     return results
@@ -475,18 +526,26 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
 
 
 def report(results: dict[str, list[tuple[float, float]]], turns: int, repeat: int) -> None:
-    """Added cost = a variant's run minus the untraced run of the same repeat (paired, so
-    slow phases of a shared machine cancel out), median and interquartile range."""
-    base = results["untraced"]
-    b_loop = _quartiles([r[0] for r in base])
-    b_proc = _quartiles([r[1] for r in base])
+    """Added cost = a variant's run minus its baseline's run of the same repeat (paired, so
+    slow phases of a shared machine cancel out), median and interquartile range. The baseline
+    is `untraced` (the raw SDK), or for the service's path `service-untraced` (its adapter)."""
     print(f"\n{turns} turns per session, {repeat} interleaved repeats; ms of CPU per turn")
-    print(
-        f"untraced: loop {b_loop[1]:.3f} ms (IQR {b_loop[0]:.3f}…{b_loop[2]:.3f}), "
-        f"process {b_proc[1]:.3f} ms (IQR {b_proc[0]:.3f}…{b_proc[2]:.3f}) — the SDK's own work\n"
-    )
+    noise: dict[str, float] = {}
+    for base_name, what in (
+        ("untraced", "the SDK's own work"),
+        ("service-untraced", "the service adapter's own work, the baseline of `service`"),
+    ):
+        if base_name not in results:
+            continue
+        b_loop = _quartiles([r[0] for r in results[base_name]])
+        b_proc = _quartiles([r[1] for r in results[base_name]])
+        noise[base_name] = (b_proc[2] - b_proc[0]) / 2
+        print(
+            f"{base_name}: loop {b_loop[1]:.3f} ms (IQR {b_loop[0]:.3f}…{b_loop[2]:.3f}), "
+            f"process {b_proc[1]:.3f} ms (IQR {b_proc[0]:.3f}…{b_proc[2]:.3f}) — {what}"
+        )
     header = (
-        f"{'tracer':<22} {'loop added':>11} {'IQR':>15} {'process added':>14} {'IQR':>15} "
+        f"\n{'tracer':<22} {'loop added':>11} {'IQR':>15} {'process added':>14} {'IQR':>15} "
         f"{'min-min loop':>13} {'min-min proc':>13}"
     )
     print(header)
@@ -494,8 +553,9 @@ def report(results: dict[str, list[tuple[float, float]]], turns: int, repeat: in
     added: dict[str, tuple[float, float]] = {}
     least: dict[str, tuple[float, float]] = {}
     for name, rows in results.items():
-        if name == "untraced":
+        if name in noise:
             continue
+        base = results[BASELINES.get(name, "untraced")]
         loops = _quartiles([r[0] - b[0] for r, b in zip(rows, base, strict=True)])
         procs = _quartiles([r[1] - b[1] for r, b in zip(rows, base, strict=True)])
         added[name] = (loops[1], procs[1])
@@ -508,30 +568,39 @@ def report(results: dict[str, list[tuple[float, float]]], turns: int, repeat: in
             f"{procs[1]:>14.3f} {f'{procs[0]:.3f}…{procs[2]:.3f}':>15} "
             f"{min_loop:>13.3f} {min_proc:>13.3f}"
         )
-    noise = (b_proc[2] - b_proc[0]) / 2
     print("\nRatios of added CPU per turn: paired median | min−min (target)")
-    for suffix in ("", "+otlp"):
-        vt, floor = f"voicetrace{suffix}", f"plain-otel{suffix}"
+    ours = [("voicetrace", "plain-otel"), ("voicetrace+otlp", "plain-otel+otlp")]
+    if "service" in added:  # the floor's spans are the instrumentor's, the service's alike
+        ours.append(("service", "plain-otel"))
+    for vt, floor in ours:
         print(
             f"{vt} / {floor} (same spans): loop {_ratios(added, least, vt, floor, 0)}, "
             f"process {_ratios(added, least, vt, floor, 1)} "
             f"(process ≤ 1.5x: {_verdict(added[vt][1], added[floor][1], 1.5)})"
         )
-    for name in added:
-        if not name.startswith(("voicetrace", "plain-otel")):
+    peers = [n for n in added if not n.startswith(("voicetrace", "plain-otel", "service"))]
+    for mine in ("voicetrace", "service"):
+        for name in peers if mine in added else ():
             verdicts = ", ".join(
-                f"{what} < 1x: {_verdict(added['voicetrace'][i], added[name][i], 1.0)}"
+                f"{what} < 1x: {_verdict(added[mine][i], added[name][i], 1.0)}"
                 for i, what in enumerate(("loop", "process"))
             )
             print(
-                f"voicetrace / {name}: loop {_ratios(added, least, 'voicetrace', name, 0)}, "
-                f"process {_ratios(added, least, 'voicetrace', name, 1)} ({verdicts})"
+                f"{mine} / {name}: loop {_ratios(added, least, mine, name, 0)}, "
+                f"process {_ratios(added, least, mine, name, 1)} ({verdicts})"
             )
+    if "service" in added:
+        print(
+            f"service / voicetrace: loop {_ratios(added, least, 'service', 'voicetrace', 0)}, "
+            f"process {_ratios(added, least, 'service', 'voicetrace', 1)}"
+        )
     for name, (_, proc) in added.items():
-        if abs(proc) < noise:
+        base_name = BASELINES.get(name, "untraced")
+        if abs(proc) < noise[base_name]:
             print(
-                f"NOISE: {name}'s added process CPU ({proc:.3f} ms) is below the untraced run's "
-                f"half-IQR ({noise:.3f} ms): use more --repeat or a quieter machine"
+                f"NOISE: {name}'s added process CPU ({proc:.3f} ms) is below the {base_name} "
+                f"run's half-IQR ({noise[base_name]:.3f} ms): use more --repeat or a quieter "
+                "machine"
             )
     for name, why in PEERS_NOT_MEASURED.items():
         print(f"Not measured: {name} — {why}")

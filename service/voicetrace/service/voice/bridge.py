@@ -3,7 +3,8 @@
 `voice.start.serve_voice_session` claims the session and builds its model and trace; the
 `VoiceBridge` then runs two loops per connection — client frames → model, model events → client —
 plus one task per tool call, so tools never stall the audio. Every model event is also reported
-to the session's `SessionTrace`; telemetry calls are fail-open and cheap, so they sit inline.
+to the session's `SessionTrace` (through `voice.trace_calls`, which the replay bench calls too);
+telemetry calls are fail-open and cheap, so they sit inline.
 Turn summaries reach the client, the budget and the store when the telemetry says a turn's usage
 is *settled* (on time or late), so all three see the numbers on the turn's `chat` span.
 Whatever ends the session, the first `Outcome` recorded wins and `_finish` ends the trace, the
@@ -25,7 +26,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicetrace.service.sessions.errors import InvalidTransition
 from voicetrace.service.sessions.schemas import Budgets, LiveSession
 from voicetrace.service.voice import events as ev
-from voicetrace.service.voice.audio import is_voiced, pcm16_duration_s
+from voicetrace.service.voice import trace_calls
+from voicetrace.service.voice.audio import pcm16_duration_s
 from voicetrace.service.voice.budget import (
     FRAME_METRICS,
     BudgetCheck,
@@ -75,7 +77,6 @@ from voicetrace.telemetry import (
     EndReason,
     SessionTrace,
     TurnSummary,
-    UsageSnapshot,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class VoiceBridge:
             settings.max_frame_bytes, max_text_bytes(settings.max_video_frame_bytes)
         )
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
+        self._non_blocking = trace_calls.non_blocking_tools(deps.tools)  # as declared at connect
         self._background: set[asyncio.Task[None]] = set()
         self._speaking_turn: int | None = None
         self._budget = BudgetTracker.for_budgets(session.budgets, settings.budget_warn_ratio)
@@ -315,10 +317,7 @@ class VoiceBridge:
         if not self._audio.take(seconds):
             limit = f"audio faster than {self._settings.max_audio_speed:g}x real time"
             raise closing(EndReason.RATE_LIMITED, CLOSE_POLICY, limit)
-        trace = self.trace
-        trace.user_audio(seconds, is_voiced(frame))
-        if trace.records_audio:
-            trace.audio("input", frame)
+        trace_calls.user_audio(self.trace, frame, seconds)
         if self._streamed.add(seconds):
             self._spawn(self._project_audio())
         await self.model.send_audio(frame)
@@ -377,55 +376,38 @@ class VoiceBridge:
     # -- model → client ---------------------------------------------------------------------------
 
     async def _model_loop(self) -> None:
-        trace = self.trace
+        trace, non_blocking = self.trace, self._non_blocking
         async for event in self.model.events():
+            # The telemetry first (the bench replays exactly this), then the client's side.
+            closed = trace_calls.model_event(trace, event, non_blocking)
             match event:
-                case ev.AudioOut(data=data, sample_rate=rate):
-                    trace.model_audio(len(data), rate)
-                    if trace.records_audio:
-                        trace.audio("output", data)
+                case ev.AudioOut(data=data):
                     if trace.current_turn != self._speaking_turn:
                         # Binary frames carry no turn number: announce whose audio follows.
                         self._speaking_turn = trace.current_turn
                         await self._send("response_started", turn=self._speaking_turn)
                     await self._deliver(data)
                 case ev.TextOut(text=text, thought=thought):
-                    trace.model_text(text, thought=thought)
                     if not thought:
                         await self._send_transcript("model", text, final=False)
                 case ev.InputTranscript(text=text, finished=finished):
-                    trace.input_transcript(text, finished)
                     await self._send_transcript("user", text, final=finished)
                 case ev.OutputTranscript(text=text, finished=finished):
-                    trace.output_transcript(text)
                     await self._send_transcript("model", text, final=finished)
                 case ev.ToolCall(calls=calls):
                     for call in calls:
                         self._start_tool(call)
                 case ev.ToolCallCancellation(ids=ids):
-                    trace.tool_cancelled(ids)
                     for call_id in ids:
                         task = self._tool_tasks.pop(call_id, None)
                         if task is not None:
                             task.cancel()
                 case ev.Interrupted():
-                    turn = trace.current_turn
-                    trace.interrupted()
-                    await self._send("interrupted", turn=turn)
-                case ev.GenerationComplete():
-                    trace.generation_complete()
-                case UsageSnapshot():
-                    trace.usage(event)
+                    # The cut turn is still the current one until the server completes it.
+                    await self._send("interrupted", turn=trace.current_turn)
                 case ev.TurnComplete():
-                    self.reports.turn_closed(trace.turn_complete())
-                case ev.GoAway(time_left_s=left):
-                    trace.go_away(left)
-                case ev.ResumptionHandle(handle=handle):
-                    trace.resumption_handle(handle)
-                case ev.Reconnected(reason=reason, downtime_s=downtime, resumed=resumed):
-                    trace.reconnected(reason, downtime, resumed)
+                    self.reports.turn_closed(closed)
                 case ev.ModelError(code=code, reason=reason):
-                    trace.model_error(code, reason)
                     message = f"model session failed ({code}): {reason}"
                     await self._send("error", code="model_error", message=message)
                     raise closing(EndReason.MODEL_ERROR, CLOSE_INTERNAL, "model session failed")
@@ -491,9 +473,7 @@ class VoiceBridge:
     # -- tools ------------------------------------------------------------------------------------
 
     def _start_tool(self, call: ev.FunctionCall) -> None:
-        spec = self.deps.tools.spec(call.name)
-        non_blocking = bool(spec and spec.non_blocking)
-        self.trace.tool_call(call.id, call.name, call.args, non_blocking=non_blocking)
+        # The telemetry has the call already (trace_calls.model_event, from the ToolCall).
         task = asyncio.create_task(self._run_tool(call), name=f"tool:{call.name}:{call.id}")
         self._tool_tasks[call.id] = task
         task.add_done_callback(functools.partial(self._tool_done, call.id))
@@ -505,9 +485,7 @@ class VoiceBridge:
         turn = self.trace.current_turn
         await self._send("tool_call", turn=turn, call_id=call.id, name=call.name, args=call.args)
         outcome = await self.deps.tools.run(call)
-        self.trace.tool_result(
-            call.id, outcome.response, error=outcome.error, duration_s=outcome.duration_s
-        )
+        trace_calls.tool_outcome(self.trace, outcome)
         await self._send(
             "tool_result",
             turn=turn,
