@@ -31,9 +31,10 @@ consumed; `service` also feeds them to a `SessionTrace` through the bridge's own
 (`voice.trace_calls`), same processor, export off. Its added CPU is paired with
 `service-untraced`, not `untraced`. No client WebSocket, budget or ledger: it measures the
 tracing the service adds.
-`gemini-live-telemetry` is measured when it is installed (into the bench's environment, never a
-project dependency: `pip install --target DIR gemini-live-telemetry --no-deps` and run with
-`PYTHONPATH=DIR`; its console fallback prints its metrics as JSON at exit, after the table).
+`gemini-live-telemetry` (never a project dependency) is installed by the bench itself, pinned,
+into `bench/.peers/` (`pip install --target … --no-deps`; its one dependency, wrapt, comes with
+opentelemetry-instrumentation) unless it is importable already or `--no-install-peers` is given;
+its console fallback prints its metrics as JSON at exit, after the table.
 Not measured, with the reason printed: LangSmith (no Gemini Live wrapper). A run where
 voicetrace or the floor exported another number of spans than voicetrace's warm-up session,
 or the service a varying number, is refused (no table, exit status 1).
@@ -45,11 +46,13 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import json
 import multiprocessing
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -408,7 +411,7 @@ def _peer_variants() -> list[Variant]:
         peers.append(GeminiLiveTelemetryVariant())
     except ImportError:
         PEERS_NOT_MEASURED["gemini-live-telemetry"] = (
-            "not installed (pip install gemini-live-telemetry into the bench venv)"
+            "not installed (the bench installs it into bench/.peers/ unless --no-install-peers)"
         )
     PEERS_NOT_MEASURED["LangSmith Gemini Live wrapper"] = (
         "langsmith 0.15.1 (latest here) has no Live wrapper: langsmith.wrappers.wrap_gemini "
@@ -656,10 +659,50 @@ def _machine() -> str:
     )
 
 
+PEERS_DIR = Path(__file__).resolve().parent / ".peers"
+PEER_REQUIREMENT = "gemini-live-telemetry==0.1.1"
+
+
+def _install_peers() -> None:
+    """Make the peer tracer importable: from the environment, else from `bench/.peers/`
+    (installed there on first use). A failed install only leaves the peer unmeasured."""
+    if importlib.util.find_spec("gemini_live_telemetry") is not None:
+        return
+    if not (PEERS_DIR / "gemini_live_telemetry").is_dir():
+        print(f"installing {PEER_REQUIREMENT} into {PEERS_DIR} (bench only)")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(PEERS_DIR),
+                PEER_REQUIREMENT,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            print(f"  could not install it: {done.stderr.strip().splitlines()[-1:]}")
+            return
+    sys.path.insert(0, str(PEERS_DIR))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument(
+        "--no-install-peers",
+        action="store_true",
+        help="measure gemini-live-telemetry only if it is importable already",
+    )
     args = parser.parse_args(argv)
+    if not args.no_install_peers:
+        _install_peers()
     frames, turns = asyncio.run(record())
     print(f"recorded {len(frames)} frames, {turns} turns")
     print(_machine())
