@@ -165,6 +165,27 @@ async def test_frames_over_a_sources_rate_are_refused_and_the_other_source_is_un
     assert len(video_sent(svc.emulator)) == 2
 
 
+async def test_frames_over_the_rate_are_dropped_without_counting_as_invalid_frames(
+    start_service,
+) -> None:
+    """A camera a little over the rate for a long time is throttled, never closed as abuse:
+    many more rate-limited frames than `max_bad_frames` and the session goes on."""
+    svc = await start_service(max_video_fps=1.0, max_bad_frames=2)
+    session = await svc.create_session("tess")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("tess")) as client:
+        await client.wait_for("session_started")
+        for _ in range(8):
+            await client.send_frame("camera", jpeg())
+        await client.wait_for("error", count=7)
+        await client.send("text", text="still here?")
+        turn = await client.wait_for("turn_complete", timeout=15)
+        await client.send("end")
+        ended = await client.wait_for("session_ended", timeout=15)
+    assert [e["code"] for e in client.of_type("error")] == ["video_rate_limited"] * 7
+    assert ended["reason"] == "completed"
+    assert turn["camera_frames"] == 1
+
+
 async def test_the_emulator_bills_media_chunk_images_and_refuses_other_media(
     start_service,
 ) -> None:

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Coroutine
+from typing import Final
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicetrace.service.sessions.errors import InvalidTransition
@@ -80,6 +81,10 @@ from voicetrace.telemetry import (
 )
 
 log = logging.getLogger(__name__)
+
+# Error codes for input dropped for going over a rate (not malformed): they never count toward
+# `max_bad_frames`; floods of frames are bounded by `max_frames_per_s` instead.
+THROTTLED: Final = frozenset({"rate_limited", "video_rate_limited"})
 
 
 class VoiceBridge:
@@ -304,8 +309,10 @@ class VoiceBridge:
         settings = self._settings
         if far_over:
             raise closing(EndReason.PROTOCOL_ABUSE, CLOSE_TOO_BIG, "frame far over the size limit")
-        self._bad_frames += 1
         await self._send("error", code=exc.code, message=exc.message)
+        if exc.code in THROTTLED:
+            return  # input over a rate is dropped, not invalid: a 3 fps camera is no attacker
+        self._bad_frames += 1
         if self._bad_frames > settings.max_bad_frames:
             raise closing(EndReason.PROTOCOL_ABUSE, CLOSE_POLICY, "too many invalid frames")
 
