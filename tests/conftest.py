@@ -135,7 +135,9 @@ async def start_service(
                 tools=tools if tools is not None else demo_registry(settings.tool_timeout_s),
             )
             server = await stack.enter_async_context(
-                serve_in_background(app, grace_s=3.0, max_frame_bytes=settings.max_frame_bytes)
+                serve_in_background(
+                    app, grace_s=3.0, max_frame_bytes=settings.max_frame_bytes, settings=settings
+                )
             )
             http = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=server.base_url, timeout=10)

@@ -186,6 +186,27 @@ async def test_frames_over_the_rate_are_dropped_without_counting_as_invalid_fram
     assert turn["camera_frames"] == 1
 
 
+async def test_the_largest_frame_the_settings_allow_reaches_gemini_and_a_bigger_one_is_refused(
+    start_service,
+) -> None:
+    """The socket's own message limit leaves room for the configured frame size (and 4× it,
+    so an oversize frame gets `frame_too_large`, not a bare 1009 from the protocol layer)."""
+    svc = await start_service(max_video_frame_bytes=1_000_000)
+    session = await svc.create_session("uma")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("uma")) as client:
+        await client.wait_for("session_started")
+        await client.send_frame("screen", jpeg(1_000_000))
+        await client.send_frame("camera", jpeg(1_500_000))
+        await client.wait_for("error")
+        await client.send("text", text="ok")
+        turn = await client.wait_for("turn_complete", timeout=15)
+        await client.send("end")
+        await client.wait_for("session_ended", timeout=15)
+    assert [e["code"] for e in client.of_type("error")] == ["frame_too_large"]
+    assert (turn["screen_frames"], turn["camera_frames"]) == (1, 0)
+    assert len(video_sent(svc.emulator)) == 1
+
+
 async def test_the_emulator_bills_media_chunk_images_and_refuses_other_media(
     start_service,
 ) -> None:

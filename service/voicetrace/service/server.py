@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from voicetrace.service.api.log_redaction import install_log_redaction
 from voicetrace.service.settings import Settings
+from voicetrace.service.voice.video import max_text_bytes
 
 
 class VoiceServer(uvicorn.Server):
@@ -141,9 +142,14 @@ def uvicorn_config(
         # uvicorn's websockets protocols (sans-I/O, the default, and legacy) both offer
         # permessage-deflate when this is on; audio frames do not compress, so it is off.
         ws_per_message_deflate=settings.ws_compression,
-        # The bridge closes 1009 (after `session_ended`) for frames over 4× the limit; frames
-        # beyond this are refused by the protocol layer itself (1009, no goodbye).
-        ws_max_size=max(16 * max_frame_bytes, 1 << 16),
+        # The bridge answers `frame_too_large` up to 4× a frame kind's limit and closes 1009
+        # (after `session_ended`) beyond; frames beyond this are refused by the protocol layer
+        # itself (1009, no goodbye), so it leaves room for 4× the largest camera/screen frame.
+        ws_max_size=max(
+            16 * max_frame_bytes,
+            4 * max_text_bytes(settings.max_video_frame_bytes) + 1,
+            1 << 16,
+        ),
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
