@@ -22,8 +22,10 @@ class CollectorHealth:
     `/`) is 200 `{"status": "Server available", "upSince", "uptime"}` once the pipelines run,
     503 `{"status": "Server not available"}` otherwise; other paths are 404."""
 
-    def __init__(self, ready: bool = True, hang_s: float = 0.0) -> None:
+    def __init__(self, ready: bool = True, hang_s: float = 0.0, body: bytes | None = None) -> None:
+        """`body` replaces the JSON answer (a health URL that points at something else)."""
         self.ready, self.hang_s, self.hits = ready, hang_s, 0
+        self.body = body
         self._release = threading.Event()
         since = datetime.now(UTC).isoformat()
         outer = self
@@ -41,7 +43,10 @@ class CollectorHealth:
                     return
                 status = 200 if outer.ready else 503
                 text = "Server available" if outer.ready else "Server not available"
-                body = json.dumps({"status": text, "upSince": since, "uptime": "1m0s"}).encode()
+                body = (
+                    outer.body
+                    or json.dumps({"status": text, "upSince": since, "uptime": "1m0s"}).encode()
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -38,6 +38,17 @@ async def test_a_healthy_collector_is_reported_and_not_degraded(start_service, c
     assert up.hits == 1
 
 
+@pytest.mark.parametrize("body", [b'["x"]', b'{"status": 3}', b"<html>ok</html>"])
+async def test_an_unexpected_health_body_never_breaks_the_endpoint(
+    start_service, collector, body
+) -> None:
+    up = collector(body=body)
+    svc = await start_service(collector_health_url=up.url, health_cache_s=0)
+    r = await svc.http.get(HEALTH)
+    assert r.status_code == 200
+    assert r.json()["collector"]["detail"] == "HTTP 200"
+
+
 @pytest.mark.parametrize(
     ("state", "says"),
     [

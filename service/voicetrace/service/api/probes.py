@@ -9,6 +9,7 @@ Langfuse. Nothing here can fail the endpoint: a failed probe is a degraded line 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -35,16 +36,25 @@ async def check_collector(url: str, timeout_s: float) -> Check:
             async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as http:
                 response = await http.get(url)
         ok = response.is_success
-        try:
-            said = response.json().get("status")
-        except ValueError:
-            said = None
+        said = _status_text(response.content)
         detail = f"HTTP {response.status_code}" + (f" {said}" if said else "")
     except (TimeoutError, httpx.TimeoutException):
         ok, detail = False, f"no answer within {timeout_s:g} s"
     except httpx.HTTPError as exc:
         ok, detail = False, f"unreachable ({type(exc).__name__})"
+    except Exception as exc:  # a bad URL, a broken proxy: still a degraded line, never a 500
+        ok, detail = False, f"probe failed ({type(exc).__name__})"
     return Check(ok, round((time.perf_counter() - started) * 1000, 1), detail)
+
+
+def _status_text(body: bytes) -> str | None:
+    """The `status` of the health_check extension's JSON body, if it has that shape."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    status = parsed.get("status") if isinstance(parsed, dict) else None
+    return status if isinstance(status, str) else None
 
 
 class HealthProbes:
