@@ -12,13 +12,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from voicetrace.service.api.auth import mint_token
+from voicetrace.service.api.langfuse_api import Window
 from voicetrace.service.client import VoiceClient
 from voicetrace.telemetry import PriceTable
 from voicetrace.telemetry.setup import configure_telemetry
@@ -154,6 +155,25 @@ async def test_langfuse_costs_equal_the_ledger_and_reconcile_to_zero_after_real_
     assert Decimal(line["difference_usd"]) == 0
     assert line["ledger_generations"] == line["langfuse_generations"] == 3
     assert langfuse.violations == []
+
+
+@pytest.mark.parametrize(
+    ("zone", "first_bucket"),
+    [("Asia/Kolkata", "2026-11-30T18:00"), ("Asia/Kathmandu", "2026-11-30T18:00"),
+     ("Europe/Paris", "2026-11-30T23:00"), ("UTC", "2026-12-01T00:00")],
+)  # fmt: skip
+def test_langfuses_first_hour_bucket_counts_for_the_windows_first_day(
+    zone: str, first_bucket: str
+) -> None:
+    """Langfuse's hour buckets are whole UTC hours; a window opening at 18:30Z (India) gets
+    its first observations in the 18:00Z bucket, which must not fall on the day before."""
+    window = Window(date(2026, 12, 1), date(2026, 12, 2), ZoneInfo(zone))
+    bucket = datetime.fromisoformat(first_bucket).replace(tzinfo=UTC)
+    assert window.day_of(bucket) == date(2026, 12, 1)
+    # Inside the window an hour that straddles a half-hour zone's midnight counts for the day
+    # it starts in (docs/costs.md); the hour after it is the next day's.
+    assert window.day_of(bucket + timedelta(hours=25)) == date(2026, 12, 2)
+    assert window.day_of(bucket + timedelta(hours=49)) == date(2026, 12, 3)  # filtered out
 
 
 async def test_reconcile_shows_the_cost_of_a_span_langfuse_lacks(

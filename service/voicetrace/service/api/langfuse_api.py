@@ -114,7 +114,12 @@ class Window:
         return _iso(first), _iso(last)
 
     def day_of(self, bucket: datetime) -> date:
-        return bucket.astimezone(self.zone).date()
+        """The budget-zone day of a Langfuse time bucket. Langfuse's buckets are whole UTC
+        hours: in a zone with a half-hour offset the window's first bucket starts before the
+        window (its observations are all inside it, the query filters on the instant), so it
+        counts from the window's start."""
+        first = datetime.combine(self.start, datetime.min.time(), self.zone)
+        return max(bucket, first).astimezone(self.zone).date()
 
     def halves(self) -> tuple[Window, Window] | None:
         days = (self.end - self.start).days
