@@ -113,3 +113,35 @@ def test_only_a_list_roles_claim_makes_an_admin() -> None:
     for roles, admin in (("admin", False), (["admin"], True), ([1, "x"], False), (None, False)):
         token = jwt.encode({**base, "roles": roles}, secret, algorithm="HS256")
         assert verify_principal(token, secret).is_admin is admin, roles
+
+
+async def test_projections_of_one_metric_never_queue_behind_a_slow_read(
+    ledger_store: LedgerStore,
+) -> None:
+    """While one projection waits for the database (here: the writer's lock is held), the
+    frames that come meanwhile are answered at once instead of queueing reads behind it."""
+    import asyncio
+
+    from voicetrace.service.voice.budget_policy import SessionAccounts
+
+    writer = LedgerWriter(ledger_store)
+    policy = BudgetPolicy(ledger_store, writer, Settings(daily_budget_screen_tokens=100), None)
+    accounts = SessionAccounts(policy, "s", "alice", "gemini-3.8-live", None, False)
+    async with writer.lock:  # the slow read
+        first = asyncio.create_task(accounts.projected(BudgetMetric.SCREEN_TOKENS, Decimal(500)))
+        await asyncio.sleep(0.05)
+        assert not first.done()
+        meanwhile = [
+            await asyncio.wait_for(
+                accounts.projected(BudgetMetric.SCREEN_TOKENS, Decimal(600)), 0.5
+            )
+            for _ in range(3)
+        ]
+        assert meanwhile == [None, None, None]
+        other = asyncio.create_task(accounts.projected(BudgetMetric.VIDEO_TOKENS, Decimal(1)))
+        await asyncio.sleep(0.05)
+        assert not other.done()  # another metric has its own read
+    check = await first
+    assert check is not None and check.exhausted and check.used == 500
+    assert await other is None  # no camera limit
+    assert await accounts.projected(BudgetMetric.SCREEN_TOKENS, Decimal(700)) is not None

@@ -245,6 +245,7 @@ class SessionAccounts:
     cost_estimated: bool
     budgets: Budgets | None = None
     _warned: set[tuple[date, BudgetMetric]] = field(default_factory=set)
+    _projecting: set[BudgetMetric] = field(default_factory=set)
 
     def record(self, summary: TurnSummary) -> None:
         """A turn's usage is settled: into the ledger's buffer (no I/O; never raises)."""
@@ -283,8 +284,16 @@ class SessionAccounts:
 
     async def projected(self, metric: BudgetMetric, extra: Decimal) -> BudgetCheck | None:
         """Would what was streamed but not settled yet (audio minutes, or camera/screen tokens
-        of the frames forwarded) use the day's `metric` up?"""
-        status = await self.policy.status(self.user_id, self.budgets)
+        of the frames forwarded) use the day's `metric` up? One read per metric at a time: with
+        a slow database a projection still in flight answers for the ones that come meanwhile
+        (the next one after it sees everything streamed since), so they never queue up."""
+        if metric in self._projecting:
+            return None
+        self._projecting.add(metric)
+        try:
+            status = await self.policy.status(self.user_id, self.budgets)
+        finally:
+            self._projecting.discard(metric)
         limit = status.limits[metric]
         if limit is None:
             return None
