@@ -285,15 +285,8 @@ async def test_without_the_langfuse_package_the_routes_are_501_and_health_says_w
     assert "langfuse health: install voicetrace[langfuse] to read Langfuse" in body["degraded"]
 
 
-async def test_a_range_over_langfuses_row_limit_is_fetched_in_halves_and_sums_up(
-    start_service, langfuse
-) -> None:
-    """Paris days are summed from Langfuse's hours: 42 days of hourly generations are 1008
-    rows, over Langfuse's 1000-row maximum; the service splits the range instead of
-    returning a short sum."""
-    zone = ZoneInfo("Europe/Paris")
-    first = datetime(2026, 10, 1, tzinfo=zone)
-    hours = 42 * 24
+def _hourly_generations(langfuse: LangfuseServer, first: datetime, hours: int) -> None:
+    """One generation a minute past every hour from `first` on, as Langfuse would hold them."""
     for i in range(hours):
         start = (first + timedelta(hours=i, minutes=1)).astimezone(UTC)
         ns = int(start.timestamp() * 1e9)
@@ -320,6 +313,18 @@ async def test_a_range_over_langfuses_row_limit_is_fetched_in_halves_and_sums_up
                 status_message="",
             )
         )
+
+
+async def test_a_range_over_langfuses_row_limit_is_fetched_in_halves_and_sums_up(
+    start_service, langfuse
+) -> None:
+    """Paris days are summed from Langfuse's hours: 42 days of hourly generations are 1008
+    rows, over Langfuse's 1000-row maximum; the service splits the range instead of
+    returning a short sum."""
+    zone = ZoneInfo("Europe/Paris")
+    first = datetime(2026, 10, 1, tzinfo=zone)
+    hours = 42 * 24
+    _hourly_generations(langfuse, first, hours)
     svc = await start_service(budget_timezone="Europe/Paris", **reads(langfuse))
     params = {"source": "langfuse", "group_by": "day", "from": "2026-10-01", "to": "2026-11-11"}
     r = await svc.http.get(COSTS, params=params, headers=ADMIN)
@@ -331,3 +336,23 @@ async def test_a_range_over_langfuses_row_limit_is_fetched_in_halves_and_sums_up
     days = {g["day"]: g["generations"] for g in body["groups"]}
     assert len(days) == 42 and days["2026-10-25"] == 24  # the DST day still has its own hours
     assert len(langfuse.metric_queries) > 1  # split, every part under the limit
+
+
+async def test_a_long_range_fetched_in_many_halves_is_bounded_in_time_as_a_whole(
+    start_service, langfuse
+) -> None:
+    """Every query answers within the timeout, but 42 days of hours are over Langfuse's row
+    limit, so the range is fetched again in halves: the timeout bounds the whole answer
+    (not each query), then a clear 504."""
+    _hourly_generations(langfuse, datetime(2026, 10, 1, tzinfo=ZoneInfo("Europe/Paris")), 42 * 24)
+    langfuse.hang[METRICS_V2_PATH] = 0.6
+    svc = await start_service(
+        budget_timezone="Europe/Paris", langfuse_query_timeout_s=1.0, **reads(langfuse)
+    )
+    params = {"source": "langfuse", "from": "2026-10-01", "to": "2026-11-11"}
+    began = time.monotonic()
+    r = await svc.http.get(COSTS, params=params, headers=ADMIN)
+    assert time.monotonic() - began < 1.8
+    assert r.status_code == 504, r.text
+    assert r.json()["detail"]["code"] == "langfuse_timeout"
+    assert len(langfuse.of(METRICS_V2_PATH)) == 3  # the full range, then both halves

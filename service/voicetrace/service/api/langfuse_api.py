@@ -292,6 +292,20 @@ def _api_error(exc: Exception, what: str) -> LangfuseError:
 async def fetch_costs(
     target: LangfuseTarget, window: Window, user_id: str | None, timeout_s: float
 ) -> list[LangfuseCost]:
+    """Generations' cost and tokens in `window`, from Langfuse's Metrics API v2. `timeout_s`
+    bounds the whole answer, however many queries a window over Langfuse's row limit takes."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _fetch_costs(target, window, user_id, timeout_s)
+    except TimeoutError:
+        raise LangfuseError(
+            504, "langfuse_timeout", f"Langfuse metrics: no full answer within {timeout_s:g} s"
+        ) from None
+
+
+async def _fetch_costs(
+    target: LangfuseTarget, window: Window, user_id: str | None, timeout_s: float
+) -> list[LangfuseCost]:
     query = json.dumps(costs_query(window, target.environment, user_id), separators=(",", ":"))
 
     async def op(api: Any, options: Any) -> list[dict[str, Any]]:
@@ -307,7 +321,7 @@ async def fetch_costs(
     # More rows than Langfuse returns at once (hours × models over many days): each half
     # separately, concurrently, down to single days.
     first, second = await asyncio.gather(
-        *(fetch_costs(target, half, user_id, timeout_s) for half in halves)
+        *(_fetch_costs(target, half, user_id, timeout_s) for half in halves)
     )
     return first + second
 
