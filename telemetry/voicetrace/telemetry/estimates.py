@@ -10,10 +10,10 @@ made, the estimate is final (see docs/costs.md, "Turns without usage").
 
 The rules are the documented rates (ai.google.dev, Live API and token counting): 25 tokens per
 second of audio, in and out; about 4 characters per text token; a video frame what the app
-says it costs at its media resolution (`SessionTrace.video_frame`'s `tokens`). The emulator bills exactly these
-(`voicetrace.emulator.usage`), so an emulator turn whose usage was suppressed is estimated to
-the token, except for what telemetry cannot see (thinking tokens; audio the server billed to a
-turn before its first voiced frame).
+says it costs at its media resolution (`SessionTrace.video_frame`'s `tokens`). The emulator
+bills exactly these (`voicetrace.emulator.usage`), so an emulator turn whose usage was
+suppressed is estimated to the token, except for what telemetry cannot see (thinking tokens;
+audio the server billed to a turn before its first voiced frame).
 
 The `chat` span says so with `voice.usage.estimated=true` (`keys.USAGE_ESTIMATED`).
 """
@@ -61,9 +61,10 @@ def estimate_usage(
 ) -> UsageSnapshot:
     """The turn's usage as Gemini bills it: the context carried into the turn (re-billed every
     turn, by modality: `{"text": …, "audio": …, "image": …}`) plus the user's audio and typed
-    text as the prompt, and `frame_tokens`, the image tokens of the camera and screen frames
-    forwarded since that context was billed (frames join the context as they arrive); the model's audio and text parts as the response; the responses to the
-    turn's blocking tool calls as tool-use prompt.
+    text as the prompt, with `frame_tokens`, the image tokens of the camera and screen frames
+    forwarded since that context was billed (frames join the context as they arrive); the
+    model's audio and text parts as the response; the responses to the turn's blocking tool
+    calls as tool-use prompt.
 
     Text is counted from the turn's own token counters (`text_in_tokens`, `text_out_tokens`,
     kept whether or not content is captured); transcripts are never counted: they describe audio
