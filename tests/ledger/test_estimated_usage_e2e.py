@@ -16,6 +16,7 @@ from voicetrace.service.client import VoiceClient
 from voicetrace.service.ledger.tables import usage_ledger
 from voicetrace.service.sessions.db import Database
 
+from tests.frames_helpers import jpeg, png
 from tests.ledger.test_ledger_e2e import (
     TURNS,
     USD_TOLERANCE,
@@ -152,3 +153,39 @@ async def test_usage_that_comes_within_the_wait_is_used_and_nothing_is_estimated
     _assert_all_agree(
         summary, ledger, (await _costs(svc, "pia"))["total"], _chats(svc.finished_spans())
     )
+
+
+async def test_estimated_turns_bill_their_frames_and_count_in_the_camera_and_screen_budgets(
+    start_service,
+) -> None:
+    """No usage ever: the frames forwarded are still billed (the emulator re-bills each one
+    every later turn, 70 tokens at the default resolution) and split by source, so the chat
+    spans, the `session_ended` summary and the user's daily camera/screen budgets count them."""
+    svc = await start_service(scenario=Scenario(usage="none"), usage_wait_s=0.3)
+    session = await svc.create_session("pia")
+    async with VoiceClient.connect(svc.ws_url(session["id"]), svc.token("pia")) as client:
+        await client.wait_for("session_started")
+        await client.send_frame("camera", jpeg())
+        await client.send_frame("camera", jpeg())
+        await client.send("text", text="What do you see?")
+        await client.wait_for("turn_complete", count=1, timeout=15)
+        await client.send_frame("screen", png(), "image/png")
+        await client.send("text", text="And on the screen?")
+        await client.wait_for("turn_complete", count=2, timeout=15)
+        await client.send("end")
+        ended = await client.wait_for("session_ended", timeout=15)
+    await _ledger_settled(svc, 2)
+    chats = _chat_spans(svc)
+    assert all(chats[n]["voice.usage.estimated"] is True for n in (1, 2))
+    # Turn 1: two camera frames; turn 2 re-bills them and adds the screen frame.
+    assert [chats[n]["gen_ai.usage.image.input_tokens"] for n in (1, 2)] == [140, 210]
+    assert [chats[n]["voice.usage.camera_tokens"] for n in (1, 2)] == [140, 140]
+    assert chats[2]["voice.usage.screen_tokens"] == 70
+    summary = ended["summary"]
+    assert (summary["camera_tokens"], summary["screen_tokens"]) == (280, 70)
+    r = await svc.http.get(
+        "/api/budgets/me", headers={"Authorization": f"Bearer {svc.token('pia')}"}
+    )
+    assert r.status_code == 200, r.text
+    used = r.json()["daily_used"]
+    assert (used["videoTokens"], used["screenTokens"]) == (280, 70)

@@ -16,6 +16,7 @@ from voicetrace.emulator.usage import (
     Context,
     TurnUsage,
     audio_tokens,
+    frame_tokens,
     response_tokens,
     text_tokens,
 )
@@ -64,6 +65,10 @@ responses = st.lists(
     tool_results=responses,
     context_text=st.integers(min_value=0, max_value=50_000),
     context_audio=st.integers(min_value=0, max_value=50_000),
+    context_frames=st.integers(min_value=0, max_value=200),
+    new_frames=st.integers(min_value=0, max_value=60),
+    resolution=st.sampled_from([None, "LOW", "MEDIUM", "HIGH"]),
+    model=st.sampled_from([MODEL, "gemini-2.5-flash-native-audio"]),
 )
 def test_the_estimate_is_what_the_emulator_bills_for_the_same_turn(
     chunks_in: list[int],
@@ -73,10 +78,16 @@ def test_the_estimate_is_what_the_emulator_bills_for_the_same_turn(
     tool_results: list[dict[str, object]],
     context_text: int,
     context_audio: int,
+    context_frames: int,
+    new_frames: int,
+    resolution: str | None,
+    model: str,
 ) -> None:
     """Audio in and out as the session records it (a float sum of chunk durations, as the
     bridge reports each frame), typed text and text parts counted per piece, blocking tool
-    responses as tool-use prompt, the carried context: every emulator token accounted for."""
+    responses as tool-use prompt, the carried context, and the frames forwarded since it was
+    billed (they join the emulator's context as they arrive): every emulator token accounted
+    for."""
     t = _turn()
     for samples in chunks_in:  # the bridge: seconds = bytes / 2 / 16 kHz per frame
         t.audio_in_s += samples * 2 / 2 / INPUT_RATE
@@ -96,10 +107,14 @@ def test_the_estimate_is_what_the_emulator_bills_for_the_same_turn(
         output_audio_samples=sum(chunks_out),
         tool_use=sum(response_tokens(r) for r in tool_results),
     )
-    context = Context(text=context_text, audio=context_audio)
+    per_frame = frame_tokens(model, resolution)
+    carried_image = context_frames * per_frame  # billed in the carried (reported) usage
+    context = Context(text=context_text, audio=context_audio, image=carried_image)
+    context.image += new_frames * per_frame  # the emulator: each frame as it arrives
     billed = emulator.metadata(context)
 
-    u = estimate_usage(t, {"text": context_text, "audio": context_audio})
+    carried = {"text": context_text, "audio": context_audio, "image": carried_image}
+    u = estimate_usage(t, carried, new_frames * per_frame)
     assert u.prompt == billed["promptTokenCount"]
     assert u.response == billed["responseTokenCount"]
     assert u.tool_use_prompt == billed.get("toolUsePromptTokenCount", 0)
@@ -125,7 +140,7 @@ def test_the_estimate_is_what_the_emulator_bills_for_the_same_turn(
     # ...and the next turn carries what the emulator's context holds after this one.
     emulator.commit(context)
     after = context_after(UsageBreakdown.from_snapshot(u))
-    assert after == {"text": context.text, "audio": context.audio, "image": 0}
+    assert after == {"text": context.text, "audio": context.audio, "image": context.image}
 
 
 def test_an_estimate_bills_partial_audio_seconds_rounded_up_and_ignores_a_negative_context() -> (

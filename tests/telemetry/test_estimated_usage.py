@@ -219,3 +219,62 @@ def test_a_listed_model_is_not_flagged_as_estimated_cost(traced: Traced) -> None
     trace.end()
     (chat,) = _chats(traced).values()
     assert k.COST_ESTIMATED not in chat
+
+
+def test_an_estimated_turn_bills_the_frames_forwarded_since_and_splits_them_by_source(
+    traced: Traced,
+) -> None:
+    """Frames join the context as they arrive (the emulator's rule): turn 2 re-bills turn 1's
+    three frames (its reported 210 image tokens) and adds its own three at 70 each; its image
+    tokens are split by source, so camera + screen == image holds for the turn and session."""
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    for _ in range(3):
+        trace.video_frame("camera", 70)
+    image = (ModalityTokens("TEXT", 40), ModalityTokens("AUDIO", 50), ModalityTokens("IMAGE", 210))
+    _spoken_turn(
+        trace,
+        UsageSnapshot(
+            prompt=300,
+            response=25,
+            total=325,
+            prompt_details=image,
+            response_details=(ModalityTokens("AUDIO", 25),),
+        ),
+    )
+    for _ in range(2):
+        trace.video_frame("camera", 70)
+    trace.video_frame("screen", 70)
+    _spoken_turn(trace)  # no usage: estimated
+    summary = trace.end()
+    turns = settled.by_number()
+    assert turns[2].usage_estimated
+    assert turns[2].tokens_by_modality["input_image"] == 210 + 3 * 70
+    # 5 camera and 1 screen frame in the context: 420 × 5/6 to the camera, the rest to screen.
+    assert (turns[2].camera_tokens, turns[2].screen_tokens) == (350, 70)
+    chat = _chats(traced)[2]
+    assert chat[k.usage_modality_key("image", "input")] == 420
+    assert chat[k.USAGE_CAMERA_TOKENS] == 350 and chat[k.USAGE_SCREEN_TOKENS] == 70
+    assert summary is not None
+    assert summary.tokens_by_modality["input_image"] == 210 + 420
+    assert (summary.camera_tokens, summary.screen_tokens) == (210 + 350, 70)
+    assert (
+        summary.camera_tokens + summary.screen_tokens == summary.tokens_by_modality["input_image"]
+    )
+
+
+def test_a_frame_after_the_reported_usage_is_billed_to_the_next_estimate(traced: Traced) -> None:
+    """A frame forwarded after turn 1's usage came (turn 1 still open) is not in its prompt,
+    but in the context turn 2 re-bills."""
+    settled = Settled()
+    trace = traced.tel.start_session(session_info(), on_turn_settled=settled)
+    trace.user_audio(1.0, voiced=True)
+    trace.model_audio(48_000)
+    trace.usage(USAGE)
+    trace.video_frame("screen", 258)
+    trace.turn_complete()
+    _spoken_turn(trace)
+    trace.end()
+    turns = settled.by_number()
+    assert turns[2].usage_estimated and turns[2].tokens_by_modality["input_image"] == 258
+    assert (turns[2].camera_tokens, turns[2].screen_tokens) == (0, 258)

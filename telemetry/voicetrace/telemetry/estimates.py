@@ -9,10 +9,11 @@ the generation still waits always wins, and an estimate is never added to real u
 made, the estimate is final (see docs/costs.md, "Turns without usage").
 
 The rules are the documented rates (ai.google.dev, Live API and token counting): 25 tokens per
-second of audio, in and out; about 4 characters per text token. The emulator bills exactly these
-(`voicetrace.emulator.usage`), so an emulator turn whose usage was suppressed is estimated to
-the token, except for what telemetry cannot see (thinking tokens; audio the server billed to a
-turn before its first voiced frame).
+second of audio, in and out; about 4 characters per text token; a video frame what the app
+says it costs at its media resolution (`SessionTrace.video_frame`'s `tokens`). The emulator
+bills exactly these (`voicetrace.emulator.usage`), so an emulator turn whose usage was
+suppressed is estimated to the token, except for what telemetry cannot see (thinking tokens;
+audio the server billed to a turn before its first voiced frame).
 
 The `chat` span says so with `voice.usage.estimated=true` (`keys.USAGE_ESTIMATED`).
 """
@@ -55,11 +56,15 @@ def tool_response_tokens(response: Any) -> int:
     return text_tokens(json.dumps(response, sort_keys=True, separators=(",", ":"), default=str))
 
 
-def estimate_usage(t: TurnRecord, context: Mapping[str, int]) -> UsageSnapshot:
+def estimate_usage(
+    t: TurnRecord, context: Mapping[str, int], frame_tokens: int = 0
+) -> UsageSnapshot:
     """The turn's usage as Gemini bills it: the context carried into the turn (re-billed every
     turn, by modality: `{"text": …, "audio": …, "image": …}`) plus the user's audio and typed
-    text as the prompt; the model's audio and text parts as the response; the responses to the
-    turn's blocking tool calls as tool-use prompt.
+    text as the prompt, with `frame_tokens`, the image tokens of the camera and screen frames
+    forwarded since that context was billed (frames join the context as they arrive); the
+    model's audio and text parts as the response; the responses to the turn's blocking tool
+    calls as tool-use prompt.
 
     Text is counted from the turn's own token counters (`text_in_tokens`, `text_out_tokens`,
     kept whether or not content is captured); transcripts are never counted: they describe audio
@@ -74,7 +79,7 @@ def estimate_usage(t: TurnRecord, context: Mapping[str, int]) -> UsageSnapshot:
     )
     text = max(context.get("text", 0), 0) + t.text_in_tokens
     audio = max(context.get("audio", 0), 0) + audio_in
-    image = max(context.get("image", 0), 0)
+    image = max(context.get("image", 0), 0) + max(frame_tokens, 0)
     prompt = text + audio + image
     response = audio_out + t.text_out_tokens
     return UsageSnapshot(

@@ -9,7 +9,8 @@ as cheap sums, because `end()` must return them at once.
 
 A generation that goes out for good without usage (nothing came within the wait, nor while it
 was deferred) is estimated here (`estimates.estimate_usage`), from what was streamed and the
-context carried into the turn: the last reported context plus the estimates since. The
+context carried into the turn: the last reported context plus the estimates since, and the
+frames forwarded since that context was billed (they joined it as they arrived). The
 estimate is final, like reported usage: the span, the settled summary, budgets and the ledger
 all get it, once.
 """
@@ -58,7 +59,11 @@ class TurnOutbox:
         self._newest_closed = 0  # the latest turn number that finished
         # Turn number → the context the next turn carries, for the latest settled turns (a
         # deferred turn may settle after later ones; it is estimated from those before it).
-        self._contexts: dict[int, dict[str, int]] = {0: {"text": max(context_tokens, 0)}}
+        # With it, the frame tokens the session had seen at that turn's usage: frames forwarded
+        # since are in the next turn's context too.
+        self._contexts: dict[int, tuple[dict[str, int], int]] = {
+            0: ({"text": max(context_tokens, 0)}, 0)
+        }
 
     # -- decisions --------------------------------------------------------------------------------
     def close(self, t: TurnRecord, now: int, audio_in_s: float, audio_out_ms: float) -> TurnSummary:
@@ -129,10 +134,12 @@ class TurnOutbox:
             self._forget(t)
             if t.usage is None and t.response_start_ns is not None:
                 # Gemini reported nothing and nothing more will be waited for: estimate.
-                t.usage, t.usage_estimated = estimate_usage(t, self._context_before(t)), True
+                context, seen = self._context_before(t)
+                new_frames = t.frame_tokens_seen - seen
+                t.usage, t.usage_estimated = estimate_usage(t, context, new_frames), True
             usage, cost = t.breakdown(), self.cost_of(t)
             if usage is not None:
-                self._carry(t.number, context_after(usage))
+                self._carry(t.number, (context_after(usage), t.frame_tokens_seen))
             if t.usage is not None or t.response_start_ns is not None:
                 chat = (usage, cost, t.usage_late)
                 if usage is not None:
@@ -181,13 +188,14 @@ class TurnOutbox:
         self._reported_audio = (max(audio_in_s, last_in), max(audio_out_s, last_out))
         return max(audio_in_s - last_in, 0.0), max(audio_out_s - last_out, 0.0)
 
-    def _context_before(self, t: TurnRecord) -> dict[str, int]:
-        """The context carried into `t`: that after the latest settled turn before it (if that
-        was forgotten, the oldest known: an over- rather than an under-estimate)."""
+    def _context_before(self, t: TurnRecord) -> tuple[dict[str, int], int]:
+        """The context carried into `t` and the frame tokens seen then: that after the latest
+        settled turn before it (if that was forgotten, the oldest known: an over- rather than an
+        under-estimate)."""
         before = [n for n in self._contexts if n < t.number]
         return self._contexts[max(before) if before else min(self._contexts)]
 
-    def _carry(self, number: int, context: dict[str, int]) -> None:
+    def _carry(self, number: int, context: tuple[dict[str, int], int]) -> None:
         self._contexts[number] = context
         if len(self._contexts) > _CONTEXTS:
             del self._contexts[min(self._contexts)]

@@ -33,6 +33,7 @@ from typing import Any, Literal, TypeVar
 from voicetrace.telemetry import keys as k
 from voicetrace.telemetry.emitter import Emitter
 from voicetrace.telemetry.estimates import text_tokens
+from voicetrace.telemetry.frames import FrameSource
 from voicetrace.telemetry.health import TelemetryHealth
 from voicetrace.telemetry.media import AudioCapture
 from voicetrace.telemetry.outbox import TurnOutbox
@@ -220,10 +221,12 @@ class SessionTrace:
             t.user_text.append(text if not t.user_text else " " + text)
 
     @_guard()
-    def video_frame(self, source: Literal["camera", "screen"]) -> None:
+    def video_frame(self, source: FrameSource, tokens: int = 0) -> None:
         """A camera or screen-share frame was forwarded to the model: the turn's image tokens
-        are split by source in proportion to these (telemetry.frames)."""
-        self._book.frame(source)
+        are split by source in proportion to these (telemetry.frames). `tokens` is what one
+        frame costs at the session's media resolution: a turn Gemini reports no usage for is
+        estimated with it (every frame forwarded since the carried usage, `estimates`)."""
+        self._book.frame(source, tokens)
 
     @_guard()
     def user_activity(self, kind: Literal["start", "end"]) -> None:
@@ -366,7 +369,7 @@ class SessionTrace:
                 self._counters.add("usage_after_estimate")
             return
         t.usage = u  # the last snapshot of a turn wins; never summed
-        t.frames_seen = (self._book.camera_frames, self._book.screen_frames)
+        self._book.see_frames(t)
         if t.state != "open":
             t.usage_late = t.state == "emitted"
             if t.usage_late:

@@ -29,6 +29,7 @@ class TurnBook:
         "camera_frames",
         "count",
         "cut",
+        "frame_tokens",
         "idle_result_ns",
         "interruptions",
         "last_finished_ns",
@@ -52,6 +53,7 @@ class TurnBook:
         self.audio_out_ms = 0.0
         self.camera_frames = 0  # the session's frames forwarded, by source
         self.screen_frames = 0
+        self.frame_tokens = 0  # the prompt tokens of every frame forwarded (as the app says)
         self.unturned_frames = (0, 0)  # forwarded with no turn open: counted to the next one
 
     def open(self, now: int, trigger: str) -> TurnRecord:
@@ -86,8 +88,9 @@ class TurnBook:
         self.cut, self.turn = t, None
         return self.open(now, trigger)
 
-    def frame(self, source: str) -> None:
-        """One camera or screen frame forwarded to the model (it opens no turn)."""
+    def frame(self, source: str, tokens: int) -> None:
+        """One camera or screen frame forwarded to the model (it opens no turn), costing
+        `tokens` prompt tokens in every later turn (it joins the context)."""
         t = self.cut or self.turn
         camera = source == "camera"
         if camera:
@@ -96,6 +99,7 @@ class TurnBook:
             self.screen_frames += 1
         else:
             raise ValueError(f"frame source must be 'camera' or 'screen', not {source!r}")
+        self.frame_tokens += max(int(tokens), 0)
         if t is not None:
             if camera:
                 t.camera_frames += 1
@@ -129,8 +133,17 @@ class TurnBook:
                 break
         return self.turn
 
+    def see_frames(self, t: TurnRecord) -> None:
+        """The frames in the context now: what the turn's usage re-bills (telemetry.frames)."""
+        t.frames_seen = (self.camera_frames, self.screen_frames)
+        t.frame_tokens_seen = self.frame_tokens
+
     def finish(self, t: TurnRecord, now: int, reason: str | None) -> TurnSummary:
         """Close a turn: fix its end reason and numbers; the outbox emits or waits for usage."""
+        if t.usage is None:
+            # As if its usage came now: an estimate (outbox) bills and splits these frames;
+            # usage that still comes sets them again.
+            self.see_frames(t)
         if t is self.turn:
             self.turn = None
         if t is self.cut:

@@ -76,9 +76,10 @@ class TurnRecord:
     audio_out_ms: float = 0.0
     camera_frames: int = 0  # frames forwarded while this turn was open
     screen_frames: int = 0
-    # the session's frames forwarded (camera, screen) when the turn's usage arrived: the
-    # context Gemini re-bills, and so the split of its image tokens
+    # the session's frames forwarded (camera, screen) when the turn's usage arrived (or, with
+    # none, when it closed): the context Gemini re-bills, and so the split of its image tokens
     frames_seen: tuple[int, int] = (0, 0)
+    frame_tokens_seen: int = 0  # and their prompt tokens (`SessionTrace.video_frame`'s count)
     user_text: list[str] = field(default_factory=list)
     # Text tokens at the documented ~4 characters each, counted per piece (typed inputs, the
     # model's text parts; never transcripts), kept even without content capture: they are

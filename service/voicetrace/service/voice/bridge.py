@@ -334,7 +334,7 @@ class VoiceBridge:
         self._video.check(msg.source)
         if self._paused:
             return  # as audio: a paused session's frames go nowhere and are not billed
-        self.trace.video_frame(msg.source)
+        self.trace.video_frame(msg.source, self._frames_out.tokens_per_frame)
         if self._frames_out.add(msg.source):
             self._spawn(self._project_frames(msg.source))
         await self.model.send_video(image, msg.mime_type)

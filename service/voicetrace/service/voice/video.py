@@ -21,9 +21,9 @@ from typing import Final, Literal
 
 from voicetrace.service.voice.limits import TokenBucket
 from voicetrace.service.voice.protocol import ProtocolError, VideoFrame
+from voicetrace.telemetry.frames import FrameSource
 
 MediaResolution = Literal["low", "medium", "high"]
-FrameSource = Literal["camera", "screen"]
 
 IMAGE_TYPES: Final = {
     "image/jpeg": b"\xff\xd8\xff",
