@@ -79,6 +79,7 @@ from voicetrace.telemetry import (
     SessionTrace,
     TurnSummary,
 )
+from voicetrace.telemetry.frames import FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -451,7 +452,7 @@ class VoiceBridge:
             )
         await self._apply_budget(check)
 
-    async def _project_frames(self, source: str) -> None:
+    async def _project_frames(self, source: FrameSource) -> None:
         """Pause as soon as the frames forwarded so far would use a camera/screen budget up."""
         metric, extra = FRAME_METRICS[source], self._frames_out.tokens(source)
         check = self._budget.projected(metric, extra)

@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from voicetrace.service.sessions.schemas import Budgets
 from voicetrace.telemetry import TurnSummary
+from voicetrace.telemetry.frames import FrameSource
 
 _MS_PER_MINUTE = Decimal(60_000)
 
@@ -174,7 +175,10 @@ class StreamedAudio:
         return Decimal(str(self.unsettled_s)) / 60
 
 
-FRAME_METRICS = {"camera": BudgetMetric.VIDEO_TOKENS, "screen": BudgetMetric.SCREEN_TOKENS}
+FRAME_METRICS: Final[dict[FrameSource, BudgetMetric]] = {
+    "camera": BudgetMetric.VIDEO_TOKENS,
+    "screen": BudgetMetric.SCREEN_TOKENS,
+}
 
 
 @dataclass
@@ -187,9 +191,9 @@ class StreamedFrames:
 
     tokens_per_frame: int
     every: int = 2
-    unsettled: dict[str, int] = field(default_factory=lambda: {"camera": 0, "screen": 0})
+    unsettled: dict[FrameSource, int] = field(default_factory=lambda: {"camera": 0, "screen": 0})
 
-    def add(self, source: str) -> bool:
+    def add(self, source: FrameSource) -> bool:
         """Count one frame of `source`; True when a projection check is due."""
         self.unsettled[source] += 1
         return self.unsettled[source] % self.every == 0
@@ -198,5 +202,5 @@ class StreamedFrames:
         """A turn settled: its frames are in the budgets now (its image tokens by source)."""
         self.unsettled = {"camera": 0, "screen": 0}
 
-    def tokens(self, source: str) -> Decimal:
+    def tokens(self, source: FrameSource) -> Decimal:
         return Decimal(self.unsettled[source] * self.tokens_per_frame)
