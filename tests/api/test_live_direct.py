@@ -20,7 +20,8 @@ from google import genai
 from google.genai import errors, types
 from voicetrace.demo.tools import demo_registry
 from voicetrace.emulator import Scenario
-from voicetrace.service.voice.audio import frames, is_voiced, silence, speech_like
+from voicetrace.service.voice.audio import frames, silence, speech_like
+from voicetrace.telemetry.instrumentation.audio import is_voiced
 
 from tests.service.otlp_helpers import (
     assert_trace_contract,

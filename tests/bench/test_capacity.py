@@ -92,6 +92,6 @@ def test_latency_tags_survive_base64_in_either_alphabet(capacity) -> None:
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         assert tags.read_b64(encode(frame).decode()) == (1234.5678, tags.END_OF_SPEECH)
     # The tag is quiet: every tag sample is 0..255, below the voiced threshold.
-    from voicetrace.service.voice.audio import is_voiced
+    from voicetrace.telemetry.instrumentation.audio import is_voiced
 
     assert not is_voiced(tags.tagged(bytes(640), 1e9, 1))

@@ -25,6 +25,7 @@ import time
 import venv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -52,11 +53,14 @@ def _key(requirements: tuple[str, ...]) -> str:
     return h.hexdigest()[:16]
 
 
-def _unavailable(name: str, error: str) -> None:
+def _unavailable(name: str, error: str) -> NoReturn:
     message = f"{name} cannot be installed here: {error.strip()[-1500:]}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+INSTALL_TIMEOUT_S = 1200
 
 
 def framework_env(name: str, cache_root: Path) -> FrameworkEnv:
@@ -88,13 +92,17 @@ def _build(name: str, target: Path, requirements: tuple[str, ...]) -> None:
         "-e",
         f"{ROOT / 'telemetry'}[genai]",
     ]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={**os.environ, "PIP_NO_INPUT": "1"},
-    )
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT_S,
+            env={**os.environ, "PIP_NO_INPUT": "1"},
+        )
+    except subprocess.TimeoutExpired as exc:  # a stalled index: unavailable, not an error
+        shutil.rmtree(target, ignore_errors=True)
+        _unavailable(name, f"pip install took over {INSTALL_TIMEOUT_S} s: {exc.stderr or ''!s}")
     if done.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         _unavailable(name, done.stderr or done.stdout)

@@ -246,3 +246,16 @@ def test_a_framework_that_cannot_be_installed_skips_with_pips_error_and_fails_un
     with pytest.raises(pytest.fail.Exception, match="missing cannot be installed here"):
         framework_env("missing", tmp_path / "venvs")
     assert not list((tmp_path / "venvs").glob("missing-*/bin"))  # no half-built venv kept
+
+
+def test_a_framework_install_that_stalls_past_its_timeout_skips_and_keeps_no_venv(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tests.instrumentation.framework_env as fe
+
+    monkeypatch.setitem(FRAMEWORKS, "stalled", (str(tmp_path / "no-such-framework"),))
+    monkeypatch.setattr(fe, "INSTALL_TIMEOUT_S", 0.01)  # pip cannot even start in that time
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"stalled cannot be installed here: .*took"):
+        framework_env("stalled", tmp_path / "venvs")
+    assert not list((tmp_path / "venvs").glob("stalled-*/bin"))

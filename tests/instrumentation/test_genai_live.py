@@ -221,7 +221,14 @@ async def test_tracing_failures_never_reach_the_app_and_are_counted(
 
 
 def test_uninstrument_restores_every_original_method(traced: Any) -> None:
-    names = ("send_realtime_input", "send_client_content", "send_tool_response", "send", "receive")
+    names = (
+        "send_realtime_input",
+        "send_client_content",
+        "send_tool_response",
+        "send",
+        "receive",
+        "close",
+    )
     before = {n: live.AsyncSession.__dict__[n] for n in names}
     connect = live.AsyncLive.__dict__["connect"]
     t: Traced = traced()
@@ -230,6 +237,36 @@ def test_uninstrument_restores_every_original_method(traced: Any) -> None:
     t.instrumentor.uninstrument()
     assert live.AsyncLive.__dict__["connect"] is connect
     assert all(live.AsyncSession.__dict__[n] is before[n] for n in names)
+
+
+async def test_an_app_closing_the_session_while_receive_runs_ends_completed_not_model_error(
+    emulator: Emulator, traced: Any
+) -> None:
+    """ADK and Pipecat close the session while their receive loop still runs: the close that
+    loop then sees is the app's own, so the session ends `completed`, not as a model error."""
+    t: Traced = traced()
+    first = asyncio.Event()
+    seen: list[BaseException] = []
+
+    async def receive_loop(session: live.AsyncSession) -> None:
+        try:
+            while True:  # receive() ends after each turn: the app loops, as frameworks do
+                async for _ in session.receive():
+                    first.set()
+        except Exception as exc:  # what the raw SDK raises to the app when the socket closes
+            seen.append(exc)
+
+    async with genai.Client().aio.live.connect(model=raw_sdk.MODEL) as session:
+        loop = asyncio.create_task(receive_loop(session))
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="Hello there!")])
+        )
+        await asyncio.wait_for(first.wait(), 5.0)
+        await session.close()
+        await asyncio.wait_for(loop, 5.0)
+    root = next(s for s in t.spans() if s.name == "voice_session")
+    assert (root.attributes or {})["voice.session.end_reason"] == "completed", seen
+    assert root.status.status_code.name != "ERROR"
 
 
 async def test_sessions_after_uninstrument_are_not_traced(emulator: Emulator, traced: Any) -> None:

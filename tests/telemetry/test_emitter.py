@@ -248,8 +248,16 @@ def test_an_idle_emitter_stops_polling_and_still_runs_the_next_job_at_once() -> 
         ran.set()
 
     assert emitter.submit(job) and ran.wait(2)
-    time.sleep(POLL_S * (IDLE_POLLS + 3))  # past its last poll: asleep now
-    before = _wakeups(worker[0])
+    # It polls IDLE_POLLS times before it sleeps; on a loaded machine that takes longer than
+    # IDLE_POLLS * POLL_S, so wait (bounded) until its wake-ups stop changing: asleep now.
+    before, deadline = _wakeups(worker[0]), time.monotonic() + 10.0
+    while True:
+        time.sleep(POLL_S * (IDLE_POLLS + 3))
+        now = _wakeups(worker[0])
+        if now == before:
+            break
+        assert time.monotonic() < deadline, "the idle emitter never stopped polling"
+        before = now
     time.sleep(POLL_S * 15)  # a polling worker would wake ~15 times here
     assert _wakeups(worker[0]) - before <= 1
     ran.clear()

@@ -91,6 +91,24 @@ def test_the_protocol_is_chosen_per_signal_with_the_generic_one_as_fallback() ->
         ),
         # a gRPC endpoint has no path: the generic one gets none appended, a given one is dropped
         ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4317/v1/traces"}, "http://c:4317", True),
+        # any other form the gRPC client accepts goes through unchanged, INSECURE deciding
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "unix:///tmp/otel.sock"}, "unix:///tmp/otel.sock", False),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "unix:///tmp/s", "OTEL_EXPORTER_OTLP_INSECURE": "true"},
+            "unix:///tmp/s",
+            True,
+        ),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "dns:///c:4317"}, "dns:///c:4317", False),
+        # an empty signal-specific INSECURE is unset: the generic one still decides
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "c:4317",
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "",
+            },
+            "c:4317",
+            True,
+        ),
     ],
 )
 def test_grpc_endpoints_and_transport_security_follow_the_spec(
@@ -99,6 +117,12 @@ def test_grpc_endpoints_and_transport_security_follow_the_spec(
     target = otlp_target({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", **env}, "traces")
     assert (target.protocol, target.endpoint, target.insecure) == ("grpc", endpoint, insecure)
     assert target.describe() == f"OTLP/gRPC {endpoint} ({'plaintext' if insecure else 'TLS'})"
+
+
+def test_a_grpc_endpoint_without_a_netloc_is_not_warned_about_a_path(caplog) -> None:
+    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "unix:///tmp/s"}
+    otlp_target(env, "traces")
+    assert "path is ignored" not in caplog.text
 
 
 def test_a_value_that_is_neither_true_nor_false_is_false_with_a_warning(caplog) -> None:
@@ -154,9 +178,22 @@ def test_exporter_lists_combine_and_none_contributes_nothing() -> None:
     )
     assert plan.traces == (ConsoleTarget(),)
     assert plan.metrics == (PrometheusTarget(), ConsoleTarget())
-    assert plan_exports({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": ""}) == (
-        plan_exports({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"})
+
+
+def test_an_empty_variable_is_the_same_as_an_unset_one() -> None:
+    # The spec: "an environment variable set to the empty string is treated as unset".
+    assert plan_exports({"OTEL_TRACES_EXPORTER": "", "OTEL_METRICS_EXPORTER": ""}) == plan_exports(
+        {}
     )
+    empty = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": " ",
+        "OTEL_SDK_DISABLED": "",
+    }
+    assert plan_exports(empty) == plan_exports({})
+    assert offline_defaults({"OTEL_TRACES_EXPORTER": ""})["OTEL_TRACES_EXPORTER"] == "none"
 
 
 def test_langfuse_keys_add_a_span_target_whose_description_and_repr_hold_no_secret() -> None:
@@ -182,6 +219,12 @@ def test_langfuse_keys_add_a_span_target_whose_description_and_repr_hold_no_secr
 def test_sdk_disabled_plans_nothing_whatever_else_is_set() -> None:
     plan = plan_exports({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
     assert plan.disabled and plan.traces == () and plan.metrics == ()
+    assert plan_exports({"OTEL_SDK_DISABLED": " TRUE "}).disabled
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "on", "false", ""])
+def test_sdk_disabled_is_a_spec_boolean_only_true_disables(value: str) -> None:
+    assert not plan_exports({"OTEL_SDK_DISABLED": value}).disabled
 
 
 @pytest.mark.parametrize(

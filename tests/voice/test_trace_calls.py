@@ -16,6 +16,9 @@ from voicetrace.service.voice.audio import speech_like
 from voicetrace.service.voice.tools import ToolRegistry
 from voicetrace.telemetry import PriceTable, SessionInfo, UsageSnapshot, VoiceTelemetry
 from voicetrace.telemetry import keys as k
+from voicetrace.telemetry.instrumentation.audio import is_voiced as instrumentor_is_voiced
+
+from tests.instrumentation.test_audio_energy import edge_frame, edge_frames
 
 
 @pytest.fixture
@@ -83,3 +86,21 @@ def test_a_voiced_client_frame_opens_a_turn_and_silence_does_not(
     trace_calls.user_audio(trace, speech_like(0.02), 0.02)
     assert trace.current_turn == 1
     trace.end()
+
+
+def test_the_service_opens_a_turn_on_exactly_the_frames_the_instrumentor_finds_voiced(
+    traced: tuple[VoiceTelemetry, InMemorySpanExporter],
+) -> None:
+    # The same audio must start a turn on the same frame whether the service or the drop-in
+    # instrumentor traces it: one sample of 5000 at index 5 of a 20 ms frame is voiced to both.
+    tel, _ = traced
+    cases = list(edge_frames())
+    assert (edge_frame(5000, 5), True) in cases
+    for n, (frame, voiced) in enumerate(cases):
+        trace = tel.start_session(
+            SessionInfo(session_id=f"e{n}", user_id="u1", model="gemini-3.8-live")
+        )
+        trace_calls.user_audio(trace, frame, 0.02)
+        assert instrumentor_is_voiced(frame) is voiced, n
+        assert (trace.current_turn == 1) is voiced, n
+        trace.end()

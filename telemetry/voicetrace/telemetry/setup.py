@@ -118,8 +118,11 @@ def sampler_from_env(env: Mapping[str, str]) -> Sampler:
     return RecordAllSampler(ParentBased(root))
 
 
+LANGFUSE_TIMEOUT_S = 5.0  # our own Langfuse exporter reads no OTEL_* timeout variable
+
+
 def langfuse_exporter(
-    public_key: str, secret_key: str, host: str, timeout_s: float = 5.0
+    public_key: str, secret_key: str, host: str, timeout_s: float = LANGFUSE_TIMEOUT_S
 ) -> SpanExporter:
     """OTLP/HTTP to Langfuse with only its own headers (see telemetry.langfuse_export)."""
     return LangfuseSpanExporter(public_key, secret_key, host, timeout_s=timeout_s)
@@ -133,7 +136,7 @@ def configure_providers(
     extra_processors: Sequence[SpanProcessor] = (),
     metric_readers: Sequence[MetricReader] = (),
     resource_attributes: Mapping[str, Any] | None = None,
-    export_timeout_s: float = 5.0,
+    export_timeout_s: float | None = None,
     max_queue_size: int = 2048,
     schedule_delay_ms: float = 500,
     keep_error_traces: bool = True,
@@ -146,7 +149,11 @@ def configure_providers(
     `env`. Pass it when the caller also shows it (the demo's "exported to" line), so what is
     shown is what was built. With Langfuse credentials, voice KPIs also go to Langfuse as
     scores (telemetry.scores) unless `langfuse_scores=False` or
-    `VOICETRACE_LANGFUSE_SCORES=false`."""
+    `VOICETRACE_LANGFUSE_SCORES=false`.
+
+    `export_timeout_s=None` (the default) leaves each OTLP exporter its own timeout, which the
+    SDK reads from `OTEL_EXPORTER_OTLP_[{SIGNAL}_]TIMEOUT` (10 s when unset); a value given
+    here wins over those variables. Langfuse's exporter and scores use it too, else 5 s."""
     env = os.environ if env is None else env
     plan = plan_exports(env) if plan is None else plan
     health = TelemetryHealth()
@@ -165,7 +172,11 @@ def configure_providers(
     if (lf := plan.langfuse) is not None:
         if _scores_enabled(env, langfuse_scores):
             scores = _score_processor(
-                lf.public_key, lf.secret_key, lf.host, health, export_timeout_s
+                lf.public_key,
+                lf.secret_key,
+                lf.host,
+                health,
+                export_timeout_s or LANGFUSE_TIMEOUT_S,
             )
         if langfuse_media if langfuse_media is not None else not _flag_off(env, MEDIA_ENV):
             media = _media_uploader(lf.public_key, lf.secret_key, lf.host, health)
@@ -208,15 +219,17 @@ def configure_providers(
     )
 
 
-def _span_exporter(target: SpanTarget, timeout_s: float) -> SpanExporter:
+def _span_exporter(target: SpanTarget, timeout_s: float | None) -> SpanExporter:
     if isinstance(target, OtlpTarget):
         return target.span_exporter(timeout_s)
     if isinstance(target, ConsoleTarget):
         return ConsoleSpanExporter()
-    return langfuse_exporter(target.public_key, target.secret_key, target.host, timeout_s)
+    return langfuse_exporter(
+        target.public_key, target.secret_key, target.host, timeout_s or LANGFUSE_TIMEOUT_S
+    )
 
 
-def _metric_reader(target: MetricTarget, timeout_s: float) -> MetricReader:
+def _metric_reader(target: MetricTarget, timeout_s: float | None) -> MetricReader:
     """Push readers export every OTEL_METRIC_EXPORT_INTERVAL (the SDK reads it; 60 s)."""
     if isinstance(target, OtlpTarget):
         return PeriodicExportingMetricReader(target.metric_exporter(timeout_s))

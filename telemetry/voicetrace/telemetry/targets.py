@@ -8,15 +8,19 @@ the OTel specification (protocol/exporter.md):
   `http/protobuf`. `grpc` needs `opentelemetry-exporter-otlp-proto-grpc` (imported only when
   asked for); `http/json` is refused because the Python SDK ships no JSON exporter;
 - endpoint, HTTP: the signal variable as is; else the generic one + `/v1/{signal}`; else
-  `http://localhost:4318/v1/{signal}`. gRPC: the signal or the generic variable (no path; one
-  given is ignored by the SDK, so it is dropped here too), else `http://localhost:4317`;
-- gRPC transport security: `https://` → TLS, `http://` → plaintext, no scheme →
+  `http://localhost:4318/v1/{signal}`. gRPC: the signal or the generic variable, else
+  `http://localhost:4317`; an `http(s)://` URL is reduced to `scheme://host:port` (the SDK
+  dials its netloc and ignores a path, so it is dropped here too), any other form the gRPC
+  client accepts (`host:port`, `unix:///path`, `dns:///host:port`) is passed through as is;
+- gRPC transport security: `https://` → TLS, `http://` → plaintext, anything else →
   `OTEL_EXPORTER_OTLP_[{SIGNAL}_]INSECURE` (only `true` means plaintext; the default is TLS).
 
+An empty value is the same as an unset one (the spec's rule for every OTEL_* variable).
 The plan holds the resolved endpoint and security and hands them to the SDK exporter
 explicitly, so the plan's `describe()` (the startup log line, the demo's "exported to" line)
-is what the exporter does. Headers, compression, certificates and per-signal timeouts are left
-to the SDK exporters, which read them from `os.environ` themselves.
+is what the exporter does. Headers, compression, certificates and timeouts
+(`OTEL_EXPORTER_OTLP_[{SIGNAL}_]TIMEOUT`, unless the caller passes one) are left to the SDK
+exporters, which read them from `os.environ` themselves.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ class OtlpTarget:
             return f"OTLP/gRPC {self.endpoint} ({'plaintext' if self.insecure else 'TLS'})"
         return f"OTLP/HTTP {self.endpoint}"
 
-    def span_exporter(self, timeout_s: float) -> SpanExporter:
+    def span_exporter(self, timeout_s: float | None = None) -> SpanExporter:
+        """`timeout_s=None`: the SDK exporter's own (the `…_TIMEOUT` variables, else 10 s)."""
         if self.protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
                 OTLPSpanExporter as GrpcSpanExporter,
@@ -74,7 +79,7 @@ class OtlpTarget:
 
         return OTLPSpanExporter(endpoint=self.endpoint, timeout=timeout_s)
 
-    def metric_exporter(self, timeout_s: float) -> MetricExporter:
+    def metric_exporter(self, timeout_s: float | None = None) -> MetricExporter:
         if self.protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
                 OTLPMetricExporter as GrpcMetricExporter,
@@ -150,7 +155,7 @@ class ExportPlan:
 
 def plan_exports(env: Mapping[str, str]) -> ExportPlan:
     """Read and check the exporter variables of `env` (the spec's defaults where unset)."""
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() in ("true", "1", "yes"):
+    if _true(env, "OTEL_SDK_DISABLED"):
         return ExportPlan(disabled=True)
     traces: list[SpanTarget] = []
     for name in _names(env, "OTEL_TRACES_EXPORTER"):
@@ -194,11 +199,11 @@ def otlp_target(env: Mapping[str, str], signal: Signal) -> OtlpTarget:
     """The OTLP exporter of one signal, resolved by the specification's rules."""
     upper = signal.upper()
     var = f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL"
-    raw = env.get(var) or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
-    protocol = raw.strip().lower()
-    named = var if env.get(var) else "OTEL_EXPORTER_OTLP_PROTOCOL"
-    specific = env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT", "").strip()
-    generic = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    raw = _value(env, var) or _value(env, "OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+    protocol = raw.lower()
+    named = var if _value(env, var) else "OTEL_EXPORTER_OTLP_PROTOCOL"
+    specific = _value(env, f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")
+    generic = _value(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
     if protocol == "http/protobuf":
         if specific:  # the signal's own URL is used as given, path and all
             return OtlpTarget(signal, "http/protobuf", specific)
@@ -211,16 +216,14 @@ def otlp_target(env: Mapping[str, str], signal: Signal) -> OtlpTarget:
             "(pip install 'voicetrace-telemetry[grpc]'; the voicetrace product includes it)",
         )
         endpoint = _grpc_endpoint(specific or generic or GRPC_DEFAULT)
-        scheme = urlsplit(endpoint).scheme if "://" in endpoint else ""
+        scheme = _url_scheme(endpoint)
         if scheme == "https":
             insecure = False
         elif scheme == "http":
             insecure = True
-        else:  # host:port: the INSECURE variables decide (default: TLS)
-            insecure = _true(env, f"OTEL_EXPORTER_OTLP_{upper}_INSECURE") or (
-                f"OTEL_EXPORTER_OTLP_{upper}_INSECURE" not in env
-                and _true(env, "OTEL_EXPORTER_OTLP_INSECURE")
-            )
+        else:  # host:port, unix:, dns: …: the INSECURE variables decide (default: TLS)
+            own = f"OTEL_EXPORTER_OTLP_{upper}_INSECURE"
+            insecure = _true(env, own if _value(env, own) else "OTEL_EXPORTER_OTLP_INSECURE")
         return OtlpTarget(signal, "grpc", endpoint, insecure)
     if protocol == "http/json":
         raise TelemetryConfigError(
@@ -230,10 +233,19 @@ def otlp_target(env: Mapping[str, str], signal: Signal) -> OtlpTarget:
     raise TelemetryConfigError(f"{named}={raw!r} is not an OTLP protocol (http/protobuf or grpc)")
 
 
+def _url_scheme(endpoint: str) -> str:
+    """`http`/`https` for a URL of that scheme, else "" (host:port has no scheme; `c:4317`
+    would otherwise parse as scheme `c`)."""
+    scheme = urlsplit(endpoint).scheme.lower() if "://" in endpoint else ""
+    return scheme if scheme in ("http", "https") else ""
+
+
 def _grpc_endpoint(raw: str) -> str:
-    """A gRPC endpoint has no path: the SDK dials scheme-less `host:port` and drops any path,
-    so the plan does too (and says so), keeping its description what is dialled."""
-    if "://" not in raw:
+    """Only an `http(s)://` URL is rewritten, as the SDK does (it dials the URL's netloc and
+    drops any path; the plan does too, and says so, keeping its description what is dialled).
+    Every other form the gRPC client accepts (`host:port`, `unix:///tmp/s`,
+    `dns:///host:port`) has no netloc and goes to the exporter unchanged."""
+    if not _url_scheme(raw):
         return raw
     parts = urlsplit(raw)
     if parts.path.strip("/"):
@@ -251,17 +263,22 @@ def _require(module: str, message: str) -> None:
 
 def _names(env: Mapping[str, str], variable: str) -> list[str]:
     """A comma list of exporter names; `none` (or nothing) in it contributes nothing."""
-    names = (n.strip().lower() for n in env.get(variable, "otlp").split(","))
+    names = (n.strip().lower() for n in (_value(env, variable) or "otlp").split(","))
     return [n for n in names if n not in ("", "none")]
 
 
 def _true(env: Mapping[str, str], name: str) -> bool:
     """The spec's booleans: only `true` (any case) is true; a value that is neither true nor
     false is false too, with a warning."""
-    raw = env.get(name, "").strip().lower()
+    raw = _value(env, name).lower()
     if raw not in ("", "true", "false"):
         log.warning("%s=%r is not true or false: taken as false", name, raw)
     return raw == "true"
+
+
+def _value(env: Mapping[str, str], name: str) -> str:
+    """The variable's value, stripped; "" when unset — an empty value means unset (spec)."""
+    return env.get(name, "").strip()
 
 
 def offline_defaults(env: Mapping[str, str]) -> dict[str, str]:
@@ -269,10 +286,10 @@ def offline_defaults(env: Mapping[str, str]) -> dict[str, str]:
     where the environment says — an endpoint for it, or its exporter named — never to the
     spec's default localhost port (offline that would only be a stream of connection errors)."""
     out = dict(env)
-    generic = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    generic = _value(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
     for signal in ("TRACES", "METRICS"):
-        if f"OTEL_{signal}_EXPORTER" not in env and not (
-            generic or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+        if not _value(env, f"OTEL_{signal}_EXPORTER") and not (
+            generic or _value(env, f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
         ):
             out[f"OTEL_{signal}_EXPORTER"] = "none"
     return out

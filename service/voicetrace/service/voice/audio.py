@@ -1,13 +1,9 @@
-"""PCM16 helpers: speech energy for turn timing, and speech-like audio for demos and tests.
+"""PCM16 helpers: speech-like audio for demos and tests, and framing.
 
-The service does no voice activity detection of its own (Gemini's server-side VAD decides when a
-turn ends); it only needs to know *when* the user was audible, to time the latency phases.
-A peak-amplitude threshold is enough for that. It runs on every microphone frame, so it looks at
-a fixed number of evenly spaced samples (`VOICED_PROBES`) instead of all of them: the cost is the
-same for a 10 ms and a 100 ms frame (~1-2 µs), where a full scan costs ~10 µs per 20 ms frame.
-Voiced speech stays above the threshold for a good part of every pitch period (≥ ~1 ms at
-70-400 Hz), much longer than the probe spacing of a typical frame (0.6 ms at 20 ms / 32 probes),
-so speech is not missed; an isolated click between probes may be, which is fine for timing.
+The voiced-frame check for turn timing is the telemetry's (`voicetrace.telemetry.
+instrumentation.audio.is_voiced`: every sample counts, exactly), so the service and the
+drop-in instrumentor start a turn on the same frame of the same audio; `pcm16_duration_s` is
+re-exported from there.
 """
 
 from __future__ import annotations
@@ -17,28 +13,19 @@ import random
 import sys
 from array import array
 
-VOICED_PEAK = 1_000  # about -30 dBFS; room noise stays well below, speech well above
-VOICED_PROBES = 32  # samples examined per frame (at most 2x this for short frames)
+from voicetrace.telemetry.instrumentation.audio import pcm16_duration_s
+
+__all__ = [
+    "ROOM_NOISE_PEAK",
+    "frames",
+    "mix",
+    "pcm16_duration_s",
+    "room_noise",
+    "silence",
+    "speech_like",
+]
+
 ROOM_NOISE_PEAK = 300  # about -40 dBFS: a quiet room through a laptop microphone
-
-
-def pcm16_duration_s(nbytes: int, sample_rate: int) -> float:
-    return nbytes / (2 * sample_rate)
-
-
-def is_voiced(frame: bytes, threshold: int = VOICED_PEAK) -> bool:
-    """True when a sample of this PCM16 LE frame, probed at `VOICED_PROBES` evenly spaced points,
-    is louder than `threshold`. Constant time: the probes are a strided view, nothing is copied."""
-    usable = len(frame) - len(frame) % 2
-    if usable == 0:
-        return False
-    samples = memoryview(frame)[:usable].cast("h")
-    probes = samples[:: max(1, len(samples) // VOICED_PROBES)]
-    if sys.byteorder == "big":  # a native 'h' view reads LE samples wrongly here: swap the probes
-        swapped = array("h", probes.tobytes())
-        swapped.byteswap()
-        return max(swapped) > threshold or min(swapped) < -threshold
-    return max(probes) > threshold or min(probes) < -threshold
 
 
 def speech_like(duration_s: float, sample_rate: int = 16_000, pitch_hz: float = 140.0) -> bytes:

@@ -11,9 +11,9 @@ bridge. Like `SessionTrace` itself, none of these raise.
 from __future__ import annotations
 
 from voicetrace.service.voice import events as ev
-from voicetrace.service.voice.audio import is_voiced
 from voicetrace.service.voice.tools import ToolOutcome, ToolRegistry
 from voicetrace.telemetry import SessionTrace, TurnSummary
+from voicetrace.telemetry.instrumentation.audio import is_voiced
 from voicetrace.telemetry.instrumentation.record import record_event
 
 

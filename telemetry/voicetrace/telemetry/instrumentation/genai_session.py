@@ -53,7 +53,10 @@ def non_blocking_functions(config: object, model: str = "") -> frozenset[str]:
     for tool in gi.field(config, "tools") or ():
         for decl in gi.field(tool, "function_declarations") or ():
             behavior = gi.field(decl, "behavior")
+            # `types.Behavior` is a case-insensitive enum: a dict config's "non_blocking" goes
+            # on the wire as NON_BLOCKING, so it is compared upper-cased.
             value = getattr(behavior, "value", behavior)
+            value = str(value).upper() if value is not None else None
             value = default if value in (None, "UNSPECIFIED") else value
             if value == "NON_BLOCKING" and gi.field(decl, "name"):
                 names.add(str(gi.field(decl, "name")))
