@@ -21,7 +21,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import Coroutine
-from typing import Final
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicetrace.service.sessions.errors import InvalidTransition
@@ -82,10 +81,6 @@ from voicetrace.telemetry import (
 from voicetrace.telemetry.frames import FrameSource
 
 log = logging.getLogger(__name__)
-
-# Error codes for input dropped for going over a rate (not malformed): they never count toward
-# `max_bad_frames`; floods of frames are bounded by `max_frames_per_s` instead.
-THROTTLED: Final = frozenset({"rate_limited", "video_rate_limited"})
 
 
 class VoiceBridge:
@@ -311,7 +306,7 @@ class VoiceBridge:
         if far_over:
             raise closing(EndReason.PROTOCOL_ABUSE, CLOSE_TOO_BIG, "frame far over the size limit")
         await self._send("error", code=exc.code, message=exc.message)
-        if exc.code in THROTTLED:
+        if exc.throttled:
             return  # input over a rate is dropped, not invalid: a 3 fps camera is no attacker
         self._bad_frames += 1
         if self._bad_frames > settings.max_bad_frames:
@@ -360,6 +355,7 @@ class VoiceBridge:
                         "rate_limited",
                         f"typed input over {limit} tokens per minute (~4 characters per token); "
                         "this text was not sent",
+                        throttled=True,
                     )
                 trace.user_text(text)
                 await model.send_text(text)

@@ -21,12 +21,16 @@ OUTPUT_SAMPLE_RATE = 24_000
 
 
 class ProtocolError(Exception):
-    """A client frame we cannot use. The session keeps going; the client gets `error{code}`."""
+    """A client frame we cannot use. The session keeps going; the client gets `error{code}`.
 
-    def __init__(self, code: str, message: str) -> None:
+    `throttled`: the input was fine but over a rate, so it was dropped; it never counts toward
+    the invalid-frame limit (floods are bounded by the frame rate limit instead)."""
+
+    def __init__(self, code: str, message: str, *, throttled: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.throttled = throttled
 
 
 class _ClientMessage(BaseModel):

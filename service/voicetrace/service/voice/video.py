@@ -103,4 +103,5 @@ class FrameRates:
             raise ProtocolError(
                 "video_rate_limited",
                 f"more than {self.max_fps:g} {source} frames per second; this frame was dropped",
+                throttled=True,
             )
